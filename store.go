@@ -1,0 +1,119 @@
+package recourse
+
+import (
+	"context"
+	"time"
+)
+
+// Store persists the domain. Implementations only persist: business rules
+// live in the service layer. Methods return ErrNotFound and ErrConflict as
+// sentinels. Every backend passes the conformance suite in store/storetest.
+type Store interface {
+	Tx
+	// InTx runs fn in one database transaction: all of fn's writes commit
+	// together or none do. A returned error rolls back. fn MUST NOT call
+	// InTx again.
+	InTx(ctx context.Context, fn func(tx Tx) error) error
+	// Ping checks the database answers (for /readyz).
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// AccountFilter selects accounts for listing. Results are ordered by id;
+// After is the id to continue after (cursor pagination).
+type AccountFilter struct {
+	After string
+	Limit int
+	// Query matches a prefix of the id, username or display name.
+	Query string
+}
+
+// Tx is the set of persistence operations, available both inside and outside
+// a transaction.
+type Tx interface {
+	// CreateAccount stores a new account with its channels and recovery
+	// contacts. ErrConflict when the id or username is taken.
+	CreateAccount(ctx context.Context, a *Account) error
+	// UpdateAccount replaces the account's attributes, channels and recovery
+	// contacts, provided a.Version still matches the stored version (else
+	// ErrConflict); on success a.Version is incremented.
+	UpdateAccount(ctx context.Context, a *Account) error
+	Account(ctx context.Context, id string) (*Account, error)
+	AccountByUsername(ctx context.Context, username string) (*Account, error)
+	// AccountByVerifiedEmail finds the one account holding the confirmed,
+	// unshared address; ErrNotFound otherwise.
+	AccountByVerifiedEmail(ctx context.Context, address string) (*Account, error)
+	ListAccounts(ctx context.Context, f AccountFilter) ([]*Account, error)
+	// RecordSignInFailure atomically increments the consecutive-failure
+	// counter and, when it reaches limit, locks the account. It returns the
+	// new count and whether the account is now locked. Concurrent calls
+	// never lose an increment.
+	RecordSignInFailure(ctx context.Context, accountID string, limit int, at time.Time) (failures int, locked bool, err error)
+	// ResetSignInFailures clears the counter (after a full sign-in) without
+	// unlocking a locked account.
+	ResetSignInFailures(ctx context.Context, accountID string) error
+	// UnlockAccount clears the counter and the lock.
+	UnlockAccount(ctx context.Context, accountID string) error
+
+	// AddChannel binds an unconfirmed channel to an account.
+	AddChannel(ctx context.Context, c *Channel) error
+	Channel(ctx context.Context, id string) (*Channel, error)
+	DeleteChannel(ctx context.Context, id string) error
+	// SetChannelCode stores the hash of a fresh confirmation code and resets
+	// the attempt counter.
+	SetChannelCode(ctx context.Context, channelID string, hash []byte, expiresAt time.Time) error
+	// TakeChannelCodeAttempt atomically consumes one attempt at the channel's
+	// confirmation code and returns the stored hash and expiry. ErrNotFound
+	// when no code is outstanding; ERATELIMIT when maxAttempts are used up.
+	TakeChannelCodeAttempt(ctx context.Context, channelID string, maxAttempts int) (hash []byte, expiresAt time.Time, err error)
+	// MarkChannelVerified confirms the channel and clears its code.
+	MarkChannelVerified(ctx context.Context, channelID string, at time.Time) error
+
+	CreateAuthenticator(ctx context.Context, a *Authenticator) error
+	Authenticator(ctx context.Context, id string) (*Authenticator, error)
+	// Authenticators lists an account's authenticators in every status,
+	// oldest first.
+	Authenticators(ctx context.Context, accountID string) ([]*Authenticator, error)
+	AuthenticatorByCredentialID(ctx context.Context, credentialID []byte) (*Authenticator, error)
+	// UpdateAuthenticator stores Status, Name, Secret, DeviceBound,
+	// LastUsedAt and RevokedAt.
+	UpdateAuthenticator(ctx context.Context, a *Authenticator) error
+	// AdvanceTOTPStep atomically records step as the last accepted TOTP step,
+	// only if it is later than the stored one. false means a replay.
+	AdvanceTOTPStep(ctx context.Context, authenticatorID string, step int64, at time.Time) (bool, error)
+	AddAuthenticatorEvent(ctx context.Context, e *AuthenticatorEvent) error
+	// AuthenticatorEvents lists an account's lifecycle events, newest first.
+	AuthenticatorEvents(ctx context.Context, accountID string, limit int) ([]*AuthenticatorEvent, error)
+
+	// ReplaceRecoveryCodes stores the hashes as the authenticator's whole set,
+	// deleting any earlier codes.
+	ReplaceRecoveryCodes(ctx context.Context, authenticatorID string, hashes [][]byte) error
+	// UseRecoveryCode atomically marks the unused code with this hash,
+	// belonging to one of the account's active recovery-code sets, as used
+	// and returns its set's id. ErrNotFound when there is none (wrong or
+	// already used): a code is accepted once only, even under races.
+	UseRecoveryCode(ctx context.Context, accountID string, hash []byte, at time.Time) (authenticatorID string, err error)
+	UnusedRecoveryCodes(ctx context.Context, authenticatorID string) (int, error)
+
+	CreateSession(ctx context.Context, s *Session) error
+	SessionByTokenHash(ctx context.Context, hash []byte) (*Session, error)
+	Session(ctx context.Context, id string) (*Session, error)
+	// Sessions lists the account's unrevoked, unexpired sessions at now.
+	Sessions(ctx context.Context, accountID string, now time.Time) ([]*Session, error)
+	// UpdateSession stores TokenHash, AAL, Methods, AuthTime, ReauthAt,
+	// LastSeenAt, ExpiresAt, IdleTimeout, Restricted and Ceremony of an
+	// unrevoked session (else ErrNotFound).
+	UpdateSession(ctx context.Context, s *Session) error
+	// TouchSession records activity; it never moves LastSeenAt backwards.
+	TouchSession(ctx context.Context, id string, at time.Time) error
+	RevokeSession(ctx context.Context, id string, at time.Time) error
+	// RevokeSessions revokes all the account's sessions except exceptID and
+	// returns how many it revoked.
+	RevokeSessions(ctx context.Context, accountID, exceptID string, at time.Time) (int, error)
+	// DeleteExpiredSessions removes sessions that ended before the time.
+	DeleteExpiredSessions(ctx context.Context, before time.Time) (int, error)
+
+	AddOutboxMessage(ctx context.Context, m *OutboxMessage) error
+	// OutboxMessages lists the newest messages first.
+	OutboxMessages(ctx context.Context, limit int) ([]*OutboxMessage, error)
+}

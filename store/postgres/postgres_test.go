@@ -1,0 +1,130 @@
+package postgres_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/recourse/recourse"
+	"github.com/recourse/recourse/store/postgres"
+	"github.com/recourse/recourse/store/sqlstore"
+	"github.com/recourse/recourse/store/storetest"
+)
+
+// isolatedDSN creates a fresh schema for the test and returns a DSN whose
+// search_path points at it. It skips without RECOURSE_TEST_POSTGRES_DSN,
+// except under CI=true, where a missing database is a failure.
+func isolatedDSN(t *testing.T) string {
+	t.Helper()
+	dsn := os.Getenv("RECOURSE_TEST_POSTGRES_DSN")
+	if dsn == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CI=true but RECOURSE_TEST_POSTGRES_DSN is not set: the PostgreSQL conformance suite must run in CI")
+		}
+		t.Skip("set RECOURSE_TEST_POSTGRES_DSN to run the PostgreSQL tests")
+	}
+	schema := "t_" + recourse.NewID("")
+	admin, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if _, err := admin.ExecContext(t.Context(), fmt.Sprintf(`CREATE SCHEMA %q`, schema)); err != nil {
+		t.Fatalf("create schema: %v", err)
+	}
+	t.Cleanup(func() {
+		db, err := sql.Open("pgx", dsn)
+		if err != nil {
+			return
+		}
+		defer db.Close()
+		_, _ = db.ExecContext(context.Background(), fmt.Sprintf(`DROP SCHEMA %q CASCADE`, schema))
+	})
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) recourse.Store {
+		s, err := postgres.Open(t.Context(), isolatedDSN(t), postgres.Options{Migrate: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
+func TestMigrations(t *testing.T) {
+	ctx := t.Context()
+	dsn := isolatedDSN(t)
+	if _, err := postgres.Open(ctx, dsn, postgres.Options{}); err == nil {
+		t.Fatal("Open without Migrate accepted an empty database")
+	}
+	d := postgres.Dialect()
+	ms, _ := sqlstore.Migrations(d)
+	// Replicas starting at once: each has its own pool; the advisory lock
+	// lets exactly one apply each migration.
+	var wg sync.WaitGroup
+	applied := make([][]int, 4)
+	for i := range applied {
+		wg.Go(func() {
+			pool, err := pgxpool.New(ctx, dsn)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer pool.Close()
+			db := stdlib.OpenDBFromPool(pool)
+			defer db.Close()
+			applied[i], err = sqlstore.Migrate(ctx, db, d, storetest.T0)
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	total := 0
+	for _, a := range applied {
+		total += len(a)
+	}
+	if total != len(ms) {
+		t.Errorf("concurrent migrators applied %d migrations in all, want %d", total, len(ms))
+	}
+	s, err := postgres.Open(ctx, dsn, postgres.Options{Migrate: true})
+	if err != nil {
+		t.Fatalf("open up-to-date database: %v", err)
+	}
+	defer s.Close()
+	if _, err := s.DB().ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'future', '')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := postgres.Open(ctx, dsn, postgres.Options{Migrate: true}); err == nil {
+		t.Error("Open accepted a schema newer than the binary")
+	}
+}
+
+func TestBadDSNHidesPassword(t *testing.T) {
+	_, err := postgres.Open(t.Context(), "postgres://u:s3cret-pw@127.0.0.1:1/db?sslmode=bogus", postgres.Options{})
+	if err == nil {
+		t.Fatal("want error")
+	}
+	if got := err.Error(); strings.Contains(got, "s3cret-pw") {
+		t.Errorf("error leaks the password: %s", got)
+	}
+}
+

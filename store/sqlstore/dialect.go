@@ -1,0 +1,30 @@
+// Package sqlstore implements recourse.Store over database/sql for the SQL
+// dialects Recourse supports. The queries it shares are plain SQL that SQLite
+// and PostgreSQL read the same way (numbered $N parameters, RETURNING,
+// ON CONFLICT); each dialect brings its own schema migrations, lock for
+// migrations, row-locking clause and error classification. The backends are
+// packages store/sqlite and store/postgres.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"io/fs"
+)
+
+// Dialect is what differs between SQL backends.
+type Dialect struct {
+	// Name is "sqlite" or "postgres".
+	Name string
+	// Migrations holds files named NNNN_description.sql, applied in order.
+	Migrations fs.FS
+	// ForUpdate is appended to a SELECT that reads a row to change it within
+	// a transaction (" FOR UPDATE" where the database supports row locks;
+	// empty where a write transaction already locks the database).
+	ForUpdate string
+	// IsUniqueViolation reports whether err is a unique-constraint failure.
+	IsUniqueViolation func(err error) bool
+	// LockMigrations takes a lock that serialises migrations across
+	// processes, held on conn until unlock is called.
+	LockMigrations func(ctx context.Context, conn *sql.Conn) (unlock func(), err error)
+}
