@@ -127,4 +127,3 @@ func TestBadDSNHidesPassword(t *testing.T) {
 		t.Errorf("error leaks the password: %s", got)
 	}
 }
-
