@@ -1,0 +1,192 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/recourse/recourse"
+	"github.com/recourse/recourse/credential"
+)
+
+var errNoSession = recourse.Errorf(recourse.EUNAUTHORIZED, "Please sign in.")
+
+// touchEvery limits how often activity is written back; idle timeouts are
+// therefore exact to within this interval.
+const touchEvery = time.Minute
+
+// Authenticate returns the principal for a session token: an unrevoked,
+// unexpired, complete session of an active account. Activity is recorded for
+// the idle timeout.
+func (s *Service) Authenticate(ctx context.Context, token string) (*Principal, error) {
+	if !credential.ValidToken(SessionTokenPrefix, token) {
+		return nil, errNoSession
+	}
+	ses, err := s.store.SessionByTokenHash(ctx, s.tokenHash(token))
+	if errors.Is(err, recourse.ErrNotFound) {
+		return nil, errNoSession
+	}
+	if err != nil {
+		return nil, internal("read session", err)
+	}
+	now := s.now()
+	if ses.AAL == recourse.AALNone || !ses.Active(now) {
+		return nil, errNoSession
+	}
+	a, err := s.store.Account(ctx, ses.AccountID)
+	if err != nil {
+		return nil, internal("read account", err)
+	}
+	if a.Status != recourse.StatusActive {
+		// A suspended or terminated account loses its sessions at once.
+		if err := s.store.RevokeSession(ctx, ses.ID, now); err != nil && !errors.Is(err, recourse.ErrNotFound) {
+			return nil, internal("revoke session", err)
+		}
+		return nil, errNoSession
+	}
+	if now.Sub(ses.LastSeenAt) >= touchEvery {
+		if err := s.store.TouchSession(ctx, ses.ID, now); err != nil {
+			return nil, internal("touch session", err)
+		}
+		ses.LastSeenAt = now
+	}
+	return &Principal{Account: a, Session: ses}, nil
+}
+
+// SignOut revokes the session behind the token, complete or pending. It is
+// idempotent.
+func (s *Service) SignOut(ctx context.Context, token string) error {
+	if !credential.ValidToken(SessionTokenPrefix, token) {
+		return nil
+	}
+	ses, err := s.store.SessionByTokenHash(ctx, s.tokenHash(token))
+	if errors.Is(err, recourse.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return internal("read session", err)
+	}
+	if err := s.store.RevokeSession(ctx, ses.ID, s.now()); err != nil && !errors.Is(err, recourse.ErrNotFound) {
+		return internal("revoke session", err)
+	}
+	return nil
+}
+
+// Sessions lists the principal's own active sessions.
+func (s *Service) Sessions(ctx context.Context, p *Principal) ([]*recourse.Session, error) {
+	list, err := s.store.Sessions(ctx, p.Account.ID, s.now())
+	if err != nil {
+		return nil, internal("list sessions", err)
+	}
+	out := list[:0]
+	for _, ses := range list {
+		if ses.AAL != recourse.AALNone {
+			out = append(out, ses)
+		}
+	}
+	return out, nil
+}
+
+// RevokeSession ends one of the principal's own sessions.
+func (s *Service) RevokeSession(ctx context.Context, p *Principal, id string) error {
+	ses, err := s.store.Session(ctx, id)
+	if errors.Is(err, recourse.ErrNotFound) || (err == nil && ses.AccountID != p.Account.ID) {
+		return recourse.Errorf(recourse.ENOTFOUND, "No such session.")
+	}
+	if err != nil {
+		return internal("read session", err)
+	}
+	if err := s.store.RevokeSession(ctx, id, s.now()); err != nil && !errors.Is(err, recourse.ErrNotFound) {
+		return internal("revoke session", err)
+	}
+	return nil
+}
+
+// SignOutEverywhere revokes every session of the principal, this one too,
+// and returns how many.
+func (s *Service) SignOutEverywhere(ctx context.Context, p *Principal, meta Meta) (int, error) {
+	var n int
+	err := s.store.InTx(ctx, func(tx recourse.Tx) error {
+		var err error
+		if n, err = tx.RevokeSessions(ctx, p.Account.ID, "", s.now()); err != nil {
+			return err
+		}
+		return s.notifyAccount(ctx, tx, p.Account, "You were signed out everywhere", []string{
+			"All sessions of your account were ended at your request.",
+		}, meta)
+	})
+	return n, internal("sign out everywhere", err)
+}
+
+// RequireRecentAuth returns ESTEPUP unless the principal authenticated (or
+// re-authenticated) within the re-authentication window.
+func (s *Service) RequireRecentAuth(p *Principal) error {
+	last := p.Session.AuthTime
+	if p.Session.ReauthAt.After(last) {
+		last = p.Session.ReauthAt
+	}
+	if s.now().Sub(last) > s.cfg.ReauthWindow {
+		return recourse.Errorf(recourse.ESTEPUP, "For your security, confirm it's you before making this change.")
+	}
+	return nil
+}
+
+// Reauthenticate proves the principal again with their password or a TOTP
+// code (step-up) and records the time. Failures count towards lock-out.
+func (s *Service) Reauthenticate(ctx context.Context, p *Principal, password, code string, meta Meta) error {
+	now := s.now()
+	if !s.ipLimit.allow(meta.IP, now) {
+		return errRateLimited
+	}
+	var proven *recourse.Authenticator
+	switch {
+	case code != "":
+		au, err := s.matchTOTP(ctx, p.Account.ID, code)
+		if err != nil {
+			return err
+		}
+		proven = au
+	case password != "":
+		if len(password) > maxSecretInput {
+			password = password[:maxSecretInput]
+		}
+		auths, err := s.store.Authenticators(ctx, p.Account.ID)
+		if err != nil {
+			return internal("list authenticators", err)
+		}
+		for _, au := range auths {
+			if au.Kind == recourse.AuthPassword && au.Status == recourse.AuthActive {
+				if ok, _, _ := credential.VerifyPassword(string(au.Secret), password, s.cfg.PasswordParams); ok {
+					proven = au
+				}
+			}
+		}
+	}
+	if proven == nil {
+		_ = s.signInFailed(ctx, p.Account, meta, "failed re-authentication")
+		return recourse.Errorf(recourse.EUNAUTHORIZED, "That was not correct. Try again.")
+	}
+	p.Session.ReauthAt = now
+	err := s.store.InTx(ctx, func(tx recourse.Tx) error {
+		if err := s.event(ctx, tx, proven, recourse.AuthEventUsed, meta); err != nil {
+			return err
+		}
+		if err := tx.ResetSignInFailures(ctx, p.Account.ID); err != nil {
+			return err
+		}
+		return tx.UpdateSession(ctx, p.Session)
+	})
+	return internal("re-authenticate", err)
+}
+
+// AuthenticatorEvents returns the principal's recent authenticator history.
+func (s *Service) AuthenticatorEvents(ctx context.Context, accountID string, limit int) ([]*recourse.AuthenticatorEvent, error) {
+	evs, err := s.store.AuthenticatorEvents(ctx, accountID, limit)
+	return evs, internal("list events", err)
+}
+
+// Authenticators lists an account's authenticators in every status.
+func (s *Service) Authenticators(ctx context.Context, accountID string) ([]*recourse.Authenticator, error) {
+	list, err := s.store.Authenticators(ctx, accountID)
+	return list, internal("list authenticators", err)
+}
