@@ -428,3 +428,6 @@ func (s *Service) FinishSignInWebAuthn(ctx context.Context, token string, body [
 	s.log.Info("signed in", "account", a.ID, "session", ses.ID, "aal", aal, "method", method, "ip", meta.IP)
 	return res, nil
 }
+
+// PasskeysEnabled reports whether a WebAuthn relying party is configured.
+func (s *Service) PasskeysEnabled() bool { return s.webauthn != nil }

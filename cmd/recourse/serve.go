@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/recourse/recourse/credential"
+	"github.com/recourse/recourse/service"
+	"github.com/recourse/recourse/web"
+)
+
+func cmdServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("serve", stderr)
+	var cf commonFlags
+	cf.register(fs)
+	listen := fs.String("listen", "", "address to listen on (default 127.0.0.1:8080; env RECOURSE_LISTEN)")
+	publicURL := fs.String("public-url", "", "URL users reach the server at (env RECOURSE_PUBLIC_URL)")
+	demo := fs.Bool("demo", false, "seed a demo organisation into an empty directory and show /dev/demo")
+	dev := fs.Bool("dev", false, "development mode: show the mail outbox at /dev/outbox")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("serve takes no arguments, got %q", fs.Args())}
+	}
+	c, err := loadConfig(fs, &cf, getenv, func(c *Config, set map[string]bool) {
+		if set["listen"] {
+			c.Listen = *listen
+		}
+		if set["public-url"] {
+			c.PublicURL = *publicURL
+		}
+		if *dev || *demo {
+			c.Dev = true
+		}
+	})
+	if err != nil {
+		return err
+	}
+	log := newLogger(c, stderr)
+
+	st, err := openStore(ctx, c, c.AutoMigrate)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	svc, err := newService(ctx, c, st, log, true)
+	if err != nil {
+		return err
+	}
+	// Warm the dummy hash so the first unknown-account sign-in costs the
+	// same as the others.
+	credential.DummyPasswordVerify("", svc.Config().PasswordParams)
+
+	var demoUsers []service.DemoUser
+	if *demo {
+		if demoUsers, err = svc.SeedDemo(ctx); err != nil {
+			return fmt.Errorf("seed demo: %w", err)
+		}
+	}
+	var proxies []netip.Prefix
+	for _, p := range c.TrustedProxies {
+		proxies = append(proxies, netip.MustParsePrefix(p))
+	}
+	pub, _ := c.publicURL()
+	srv, err := web.New(svc, web.Config{
+		DevMode: c.Dev, Demo: *demo, SecureTransport: pub.Scheme == "https", TrustedProxies: proxies, Version: version(),
+	}, log, prometheus.NewRegistry())
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	scheme := "http"
+	if c.TLSCert != "" {
+		scheme = "https"
+	}
+	addr := ln.Addr().(*net.TCPAddr)
+	fmt.Fprintf(stdout, "Recourse %s listening on %s://%s (public URL %s)\n", version(), scheme, addr, pub)
+	if *demo {
+		printDemo(stdout, pub.String(), demoUsers)
+	}
+	log.Info("serving", "addr", addr.String(), "public_url", pub.String(), "database", dbKind(c), "dev", c.Dev, "demo", *demo)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		var err error
+		if c.TLSCert != "" {
+			err = hs.ServeTLS(ln, c.TLSCert, c.TLSKey)
+		} else {
+			err = hs.Serve(ln)
+		}
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		log.Info("shutting down")
+		return hs.Shutdown(sctx)
+	})
+	g.Go(func() error { return sweepSessions(gctx, svc, log) })
+	return g.Wait()
+}
+
+func dbKind(c *Config) string { k, _ := c.DatabaseTarget(); return k }
+
+// sweepSessions deletes sessions that ended more than a week ago, hourly.
+func sweepSessions(ctx context.Context, svc *service.Service, log *slog.Logger) error {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			n, err := svc.Store().DeleteExpiredSessions(ctx, time.Now().Add(-7*24*time.Hour))
+			if err != nil && ctx.Err() == nil {
+				log.Error("session sweep failed", "err", err)
+				continue
+			}
+			if n > 0 {
+				log.Info("old sessions deleted", "count", n)
+			}
+		}
+	}
+}
+
+func printDemo(w io.Writer, base string, users []service.DemoUser) {
+	fmt.Fprintf(w, "\nDemo organisation ready. Open %s/signin and sign in as any of:\n", base)
+	for _, u := range users {
+		fmt.Fprintf(w, "  %-12s %-16s %s\n", u.Username, u.DisplayName, u.Role)
+	}
+	fmt.Fprintf(w, "Password for everyone: %s\n", service.DemoPassword)
+	fmt.Fprintf(w, "Second factor: the current authenticator-app code for each user is at %s/dev/demo\n", base)
+	fmt.Fprintf(w, "Mail that would have been sent is at %s/dev/outbox\n\n", base)
+}
