@@ -3,8 +3,8 @@ package policy
 import (
 	"context"
 	"errors"
-	"reflect"
 	"fmt"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -331,5 +331,3 @@ func resolveAll(ns []*Node, aal int) []*Node {
 	}
 	return out
 }
-
-

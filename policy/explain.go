@@ -216,4 +216,3 @@ func Summary(d *Decision) string {
 	}
 	return s
 }
-

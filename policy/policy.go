@@ -160,12 +160,12 @@ func (p *Policy) Digest() string { return p.digest }
 func (p *Policy) ShortDigest() string { return p.digest[:12] }
 
 type canonicalPolicy struct {
-	Name        string             `json:"name"`
-	Classes     [][2]string        `json:"classes"`
-	CommonRules []canonicalRule    `json:"common_rules"`
-	Actions     []canonicalAction  `json:"actions"`
-	Defaults    Lifetimes          `json:"defaults"`
-	Catalogue   map[string]Tier    `json:"catalogue"`
+	Name        string            `json:"name"`
+	Classes     [][2]string       `json:"classes"`
+	CommonRules []canonicalRule   `json:"common_rules"`
+	Actions     []canonicalAction `json:"actions"`
+	Defaults    Lifetimes         `json:"defaults"`
+	Catalogue   map[string]Tier   `json:"catalogue"`
 }
 
 type canonicalRule struct {
