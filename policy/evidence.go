@@ -422,7 +422,7 @@ func Describe(n *Node) string {
 		}
 	}
 	if n.Delay > 0 {
-		s += ", then a " + humanDuration(n.Delay) + " cooling-off"
+		s += ", then a cooling-off of " + humanDuration(n.Delay)
 	}
 	return s
 }

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/recourse/recourse"
 )
@@ -138,34 +140,47 @@ func nodeView(n *Node) map[string]any {
 // DescribeTree renders an evidence tree as an indented outline.
 func DescribeTree(n *Node, indent string) string {
 	var b strings.Builder
-	describeTree(&b, n, indent)
+	describeTree(&b, n, indent, 0)
 	return strings.TrimRight(b.String(), "\n")
 }
 
-func describeTree(b *strings.Builder, n *Node, indent string) {
-	suffix := ""
+func describeTree(b *strings.Builder, n *Node, indent string, depth int) {
+	prefix := indent
+	if depth > 0 {
+		prefix = indent + strings.Repeat("    ", depth-1) + "  - "
+	}
+	then := ""
 	if n.Delay > 0 {
-		suffix = " — then a " + humanDuration(n.Delay) + " cooling-off"
+		then = ", then a cooling-off of " + humanDuration(n.Delay)
 	}
 	head := func(s string, kids []*Node) {
-		fmt.Fprintf(b, "%s%s%s\n", indent, s, suffix)
+		fmt.Fprintf(b, "%s%s%s:\n", prefix, s, then)
 		for _, c := range kids {
-			describeTree(b, c, indent+"  - ")
+			describeTree(b, c, indent, depth+1)
 		}
 	}
-	indent = strings.ReplaceAll(indent, "- ", "  ")
 	switch {
 	case n.All != nil:
-		head("all of:", n.All)
+		head("all of these", n.All)
 	case n.Any != nil:
-		head("any one of:", n.Any)
+		head("any one of these", n.Any)
 	case n.NOf != nil:
-		head(fmt.Sprintf("%d of:", n.NOf.N), n.NOf.Of)
+		head(fmt.Sprintf("%d of these", n.NOf.N), n.NOf.Of)
 	default:
-		c := *n
-		c.Delay = 0
-		fmt.Fprintf(b, "%s%s%s\n", indent, Describe(&c), suffix)
+		fmt.Fprintf(b, "%s%s\n", prefix, Describe(n))
 	}
+}
+
+// maxDelay is the longest cooling-off any branch can impose.
+func maxDelay(n *Node) time.Duration {
+	if n == nil {
+		return 0
+	}
+	d := n.Delay
+	for _, c := range append(append(slices.Clone(n.All), n.Any...), nofOf(n)...) {
+		d = max(d, maxDelay(c))
+	}
+	return d
 }
 
 // WriteExplanation writes a decision for people.
@@ -192,6 +207,9 @@ func (p *Policy) WriteExplanation(w io.Writer, d *Decision, subject string, init
 		delay := "none"
 		if r.Delay > 0 {
 			delay = humanDuration(r.Delay)
+		}
+		if longest := maxDelay(r.Evidence); longest > r.Delay {
+			delay += ", or " + humanDuration(longest) + " on a slower branch"
 		}
 		if len(r.CancelChannels) > 0 {
 			delay += " (the holder can cancel from: " + strings.Join(r.CancelChannels, ", ") + ")"

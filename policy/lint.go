@@ -36,14 +36,17 @@ func (f Finding) String() string {
 	return fmt.Sprintf("%s%s: %s (action %s, rule %s)", loc, f.Severity, f.Msg, f.Action, f.Rule)
 }
 
-// persona is a synthetic subject the linter asks the policy about.
-type persona struct {
-	name  string
-	acct  *recourse.Account
-	auths []AuthenticatorFact
+// Persona is a synthetic subject the linter and `policy show` ask the
+// policy about.
+type Persona struct {
+	Name           string
+	Account        *recourse.Account
+	Authenticators []AuthenticatorFact
 }
 
-func personas(now time.Time) []persona {
+// Personas returns representative subjects: employees at each AAL,
+// privileged people at each AAL, a contractor, a service account.
+func Personas(now time.Time) []Persona {
 	base := func(id string) *recourse.Account {
 		return &recourse.Account{ID: id, Username: id, DisplayName: id, Kind: recourse.KindHuman, Status: recourse.StatusActive,
 			Employment: recourse.EmploymentEmployee, IAL: 2, ManagerID: "manager", CreatedAt: now.Add(-365 * 24 * time.Hour),
@@ -66,7 +69,7 @@ func personas(now time.Time) []persona {
 	con.ContractEnd = &end
 	svc := base("service")
 	svc.Kind, svc.Owners, svc.Emails, svc.Phones = recourse.KindService, []string{"owner"}, nil, nil
-	return []persona{
+	return []Persona{
 		{"employee at AAL1", base("employee1"), []AuthenticatorFact{pw}},
 		{"employee at AAL2", base("employee2"), []AuthenticatorFact{pw, totp}},
 		{"employee at AAL3", base("employee3"), []AuthenticatorFact{pw, totp, key}},
@@ -78,8 +81,8 @@ func personas(now time.Time) []persona {
 	}
 }
 
-func (p *Policy) isPrivileged(ps persona, now time.Time) bool {
-	d, err := p.Decide(context.Background(), "password.change", Input{Account: ps.acct, Authenticators: ps.auths, Request: Request{Initiator: "self", Time: now}})
+func (p *Policy) isPrivileged(ps Persona, now time.Time) bool {
+	d, err := p.Decide(context.Background(), "password.change", Input{Account: ps.Account, Authenticators: ps.Authenticators, Request: Request{Initiator: "self", Time: now}})
 	return err == nil && slices.Contains(d.Classes, "privileged")
 }
 
@@ -188,16 +191,16 @@ func (p *Policy) Lint() []Finding {
 	}
 	// Behavioural checks against synthetic subjects.
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	for _, ps := range personas(now) {
+	for _, ps := range Personas(now) {
 		privileged := p.isPrivileged(ps, now)
 		for _, name := range Actions() {
 			a := p.Actions[name]
 			for _, init := range []string{"self", "help_desk"} {
 				for _, aal := range []int{0, 3} {
-					d, err := p.Decide(context.Background(), name, Input{Account: ps.acct, Authenticators: ps.auths,
+					d, err := p.Decide(context.Background(), name, Input{Account: ps.Account, Authenticators: ps.Authenticators,
 						Request: Request{Initiator: init, Time: now, SessionAAL: aal}})
 					if err != nil {
-						add(Finding{SeverityError, 0, name, "", fmt.Sprintf("evaluating for %s: %v", ps.name, err)})
+						add(Finding{SeverityError, 0, name, "", fmt.Sprintf("evaluating for %s: %v", ps.Name, err)})
 						continue
 					}
 					if d.Outcome != Require {
@@ -206,22 +209,22 @@ func (p *Policy) Lint() []Finding {
 					line := p.ruleLine(name, d.Rule)
 					req := d.Requirement
 					if Satisfied(req, oneEmailCode).Satisfied && a.Tier != TierRoutine {
-						add(Finding{SeverityWarning, line, name, d.Rule, "an email code is the only factor needed (" + ps.name + "); mailboxes are a common takeover path"})
+						add(Finding{SeverityWarning, line, name, d.Rule, "an email code is the only factor needed (" + ps.Name + "); mailboxes are a common takeover path"})
 					}
 					if privileged && a.Tier != TierRoutine {
 						for _, ev := range oneCode() {
 							if Satisfied(req, ev).Satisfied {
-								add(Finding{SeverityWarning, line, name, d.Rule, "a recovery for a privileged account (" + ps.name + ") can be completed with one code"})
+								add(Finding{SeverityWarning, line, name, d.Rule, "a recovery for a privileged account (" + ps.Name + ") can be completed with one code"})
 								break
 							}
 						}
 					}
 					if a.Tier == TierCritical && hasApproval(req.Evidence) && Satisfied(req, oneApproverAndCodes).Satisfied {
-						add(Finding{SeverityWarning, line, name, d.Rule, "a critical action can be completed with a single approver (" + ps.name + ")"})
+						add(Finding{SeverityWarning, line, name, d.Rule, "a critical action can be completed with a single approver (" + ps.Name + ")"})
 					}
 					if privileged && slices.Contains(TrustAnchorActions, name) {
 						if res := Satisfied(req, everything); res.Satisfied && res.Delay == 0 {
-							add(Finding{SeverityWarning, line, name, d.Rule, "a trust-anchor change for a privileged account (" + ps.name + ") has no cooling-off delay"})
+							add(Finding{SeverityWarning, line, name, d.Rule, "a trust-anchor change for a privileged account (" + ps.Name + ") has no cooling-off delay"})
 						}
 					}
 				}

@@ -313,7 +313,7 @@ func TestExplanation(t *testing.T) {
 	}
 	var b bytes.Buffer
 	p.WriteExplanation(&b, d, "r (R)", "help_desk")
-	for _, want := range []string{"Rule:          privileged (built-in:", "any one of:", "phishing-resistant", "then a 3 days cooling-off", "Notify:        account, security, manager", "sha256:" + p.ShortDigest()} {
+	for _, want := range []string{"Rule:          privileged (built-in:", "any one of these:", "phishing-resistant", "then a cooling-off of 3 days", "Notify:        account, security, manager", "sha256:" + p.ShortDigest()} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("explanation lacks %q:\n%s", want, b.String())
 		}

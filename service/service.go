@@ -10,12 +10,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-webauthn/webauthn/webauthn"
 
 	"github.com/recourse/recourse"
 	"github.com/recourse/recourse/credential"
+	"github.com/recourse/recourse/policy"
 )
 
 // SessionLifetime is how long a session at one assurance level lasts.
@@ -163,6 +165,7 @@ type Service struct {
 	webauthn *webauthn.WebAuthn
 	mailer   Mailer
 	ipLimit  *rateLimiter
+	policy   atomic.Pointer[policy.Policy]
 }
 
 // Options wire the service's dependencies.

@@ -48,7 +48,10 @@ type Config struct {
 	LogLevel  string `yaml:"log_level"`
 	LogFormat string `yaml:"log_format"`
 	Issuer    string `yaml:"issuer"`
-	Auth      Auth   `yaml:"auth"`
+	// Policy is a policy file; empty means the built-in policy. The file is
+	// reloaded on SIGHUP and when it changes.
+	Policy string `yaml:"policy"`
+	Auth   Auth   `yaml:"auth"`
 }
 
 // Auth holds the sign-in and session settings.
@@ -152,6 +155,7 @@ var envVars = []struct {
 	{"RECOURSE_LOG_LEVEL", func(c *Config, v string) error { c.LogLevel = v; return nil }},
 	{"RECOURSE_LOG_FORMAT", func(c *Config, v string) error { c.LogFormat = v; return nil }},
 	{"RECOURSE_ISSUER", func(c *Config, v string) error { c.Issuer = v; return nil }},
+	{"RECOURSE_POLICY", func(c *Config, v string) error { c.Policy = v; return nil }},
 	{"RECOURSE_AUTH_FAILURE_LIMIT", func(c *Config, v string) error { return parseInt(&c.Auth.FailureLimit, v) }},
 	{"RECOURSE_AUTH_WEBAUTHN_RP_ID", func(c *Config, v string) error { c.Auth.WebAuthnRPID = v; return nil }},
 }

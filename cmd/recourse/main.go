@@ -27,9 +27,21 @@ type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
+// exitError carries a specific exit status (e.g. `policy lint --strict`
+// with warnings only).
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e exitError) Error() string { return e.msg }
+
 func exitCode(err error) int {
-	if _, ok := err.(usageError); ok {
+	switch e := err.(type) {
+	case usageError:
 		return 2
+	case exitError:
+		return e.code
 	}
 	return 1
 }
@@ -40,6 +52,7 @@ Commands:
   serve      run the service (add --demo for a seeded demo organisation)
   migrate    apply database schema migrations
   account    manage the directory: create, import, list, show, unlock, set-password
+  policy     check and explain the policy: lint, explain, test, show
   keygen     print a new random master key (base64)
   version    print the version
 
@@ -59,6 +72,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return cmdMigrate(ctx, args[1:], getenv, stdout, stderr)
 	case "account":
 		return cmdAccount(ctx, args[1:], getenv, stdin, stdout, stderr)
+	case "policy":
+		return cmdPolicy(ctx, args[1:], getenv, stdin, stdout, stderr)
 	case "keygen":
 		return cmdKeygen(stdout)
 	case "version", "--version", "-version":

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -9,12 +10,16 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/recourse/recourse/credential"
+	"github.com/recourse/recourse/policy"
 	"github.com/recourse/recourse/service"
 	"github.com/recourse/recourse/web"
 )
@@ -58,6 +63,15 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
+	pol, findings, err := loadPolicyFile(c.Policy)
+	if err != nil {
+		return fmt.Errorf("policy: %w", err)
+	}
+	for _, f := range findings {
+		log.Warn("policy lint warning", "policy", pol.Source, "finding", f.String())
+	}
+	svc.SetPolicy(pol)
+
 	// Warm the dummy hash so the first unknown-account sign-in costs the
 	// same as the others.
 	credential.DummyPasswordVerify("", svc.Config().PasswordParams)
@@ -73,9 +87,16 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		proxies = append(proxies, netip.MustParsePrefix(p))
 	}
 	pub, _ := c.publicURL()
+	reg := prometheus.NewRegistry()
+	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "recourse_policy_reloads_total", Help: "Policy reloads by result (ok, unchanged, refused).",
+	}, []string{"result"})
+	if err := reg.Register(reloads); err != nil {
+		return err
+	}
 	srv, err := web.New(svc, web.Config{
 		DevMode: c.Dev, Demo: *demo, SecureTransport: pub.Scheme == "https", TrustedProxies: proxies, Version: version(),
-	}, log, prometheus.NewRegistry())
+	}, log, reg)
 	if err != nil {
 		return err
 	}
@@ -124,10 +145,85 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		return hs.Shutdown(sctx)
 	})
 	g.Go(func() error { return sweepSessions(gctx, svc, log) })
+	watcher := newPolicyWatcher(c.Policy, svc, log, reloads)
+	g.Go(func() error { return watcher.run(gctx, 2*time.Second) })
 	return g.Wait()
 }
 
 func dbKind(c *Config) string { k, _ := c.DatabaseTarget(); return k }
+
+// policyWatcher reloads the policy file on SIGHUP and when its content
+// changes. A new policy that does not load or has lint errors is refused:
+// the one in force stays, and the failure is logged and counted.
+type policyWatcher struct {
+	path    string
+	svc     *service.Service
+	log     *slog.Logger
+	reloads *prometheus.CounterVec
+	last    [32]byte
+}
+
+func newPolicyWatcher(path string, svc *service.Service, log *slog.Logger, reloads *prometheus.CounterVec) *policyWatcher {
+	w := &policyWatcher{path: path, svc: svc, log: log, reloads: reloads}
+	if path != "" {
+		if data, err := readBounded(path, policy.MaxPolicySize); err == nil {
+			w.last = sha256.Sum256(data)
+		}
+	}
+	return w
+}
+
+// run checks every interval and on SIGHUP until ctx ends.
+func (w *policyWatcher) run(ctx context.Context, every time.Duration) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-hup:
+			w.check(true)
+		case <-t.C:
+			w.check(false)
+		}
+	}
+}
+
+// check reloads when forced or when the file's content changed.
+func (w *policyWatcher) check(force bool) {
+	if w.path == "" {
+		if force {
+			w.log.Info("SIGHUP: the built-in policy is in force; set policy in the configuration to load a file")
+		}
+		return
+	}
+	data, err := readBounded(w.path, policy.MaxPolicySize)
+	if err == nil && !force && sha256.Sum256(data) == w.last {
+		return
+	}
+	if err == nil {
+		w.last = sha256.Sum256(data)
+	}
+	p, findings, err := loadPolicyFile(w.path)
+	if err != nil {
+		w.reloads.WithLabelValues("refused").Inc()
+		w.log.Error("policy reload refused; the policy in force stays", "file", w.path, "err", err, "in_force", w.svc.Policy().ShortDigest())
+		return
+	}
+	for _, f := range findings {
+		w.log.Warn("policy lint warning", "policy", w.path, "finding", f.String())
+	}
+	if p.Digest() == w.svc.Policy().Digest() {
+		w.reloads.WithLabelValues("unchanged").Inc()
+		return
+	}
+	w.svc.SetPolicy(p)
+	w.reloads.WithLabelValues("ok").Inc()
+	w.log.Info("policy reloaded", "file", w.path, "digest", p.Digest())
+}
 
 // sweepSessions deletes sessions that ended more than a week ago, hourly.
 func sweepSessions(ctx context.Context, svc *service.Service, log *slog.Logger) error {
