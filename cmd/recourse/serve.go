@@ -31,6 +31,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	listen := fs.String("listen", "", "address to listen on (default 127.0.0.1:8080; env RECOURSE_LISTEN)")
 	publicURL := fs.String("public-url", "", "URL users reach the server at (env RECOURSE_PUBLIC_URL)")
 	demo := fs.Bool("demo", false, "seed a demo organisation into an empty directory and show /dev/demo")
+	policyPath := fs.String("policy", "", "policy file (default: the built-in policy; env RECOURSE_POLICY)")
 	dev := fs.Bool("dev", false, "development mode: show the mail outbox at /dev/outbox")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -44,6 +45,9 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		}
 		if set["public-url"] {
 			c.PublicURL = *publicURL
+		}
+		if set["policy"] {
+			c.Policy = *policyPath
 		}
 		if *dev || *demo {
 			c.Dev = true
