@@ -67,6 +67,11 @@ type Account struct {
 	// locked when it reaches the configured bound.
 	FailedSignIns int
 	LockedAt      *time.Time
+	// RecoveryFailures counts wrong recovery codes since the last completed
+	// recovery; FrozenAt, when set, stops sign-in and recovery until the
+	// security team lifts it (after a "this wasn't me" report).
+	RecoveryFailures int
+	FrozenAt         *time.Time
 
 	CreatedAt time.Time
 	UpdatedAt time.Time
@@ -170,6 +175,9 @@ func (a *Account) Validate() error {
 			}
 			seen[id] = true
 		}
+	}
+	if len(a.Groups) > 100 || len(a.Roles) > 10 || len(a.Owners) > 20 {
+		return FieldError("groups", "at most 100 groups, 10 roles and 20 owners")
 	}
 	if len(a.RecoveryContacts) > 10 {
 		return FieldError("recovery_contacts", "at most 10")

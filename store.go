@@ -31,6 +31,8 @@ type AccountFilter struct {
 // Tx is the set of persistence operations, available both inside and outside
 // a transaction.
 type Tx interface {
+	RecoveryTx
+
 	// CreateAccount stores a new account with its channels and recovery
 	// contacts. ErrConflict when the id or username is taken.
 	CreateAccount(ctx context.Context, a *Account) error
@@ -116,4 +118,49 @@ type Tx interface {
 	AddOutboxMessage(ctx context.Context, m *OutboxMessage) error
 	// OutboxMessages lists the newest messages first.
 	OutboxMessages(ctx context.Context, limit int) ([]*OutboxMessage, error)
+
+	// AddAuditEvent stores e, unsequenced, as its canonical encoding. It is
+	// called inside the transaction of the change e describes, so the change
+	// commits if and only if its record does. ErrConflict when e.ID exists.
+	AddAuditEvent(ctx context.Context, e *AuditEvent) error
+	// LockAuditSequencer takes the audit sequencer's lock until the end of
+	// the transaction and reports whether it got it; false means another
+	// sequencer (another replica) holds it, and this one should skip its
+	// round. It MUST be called inside InTx.
+	LockAuditSequencer(ctx context.Context) (bool, error)
+	// UnsequencedAuditEvents returns up to limit unsequenced events, in
+	// insertion order (AuditRecord.Row).
+	UnsequencedAuditEvents(ctx context.Context, limit int) ([]AuditRecord, error)
+	// SequenceAuditEvents gives the event at insertion row rows[i] position
+	// first+i. ErrConflict when a position is taken or a row is no longer
+	// unsequenced.
+	SequenceAuditEvents(ctx context.Context, first int64, rows []int64) error
+	// AuditBacklog counts the events not yet sequenced.
+	AuditBacklog(ctx context.Context) (int64, error)
+	// AuditRecords returns up to limit sequenced events with Seq >= from in
+	// position order. It hides nothing: a duplicated position appears twice.
+	AuditRecords(ctx context.Context, from int64, limit int) ([]AuditRecord, error)
+	// AuditRecordByEventID returns one stored event, sequenced or not.
+	AuditRecordByEventID(ctx context.Context, eventID string) (AuditRecord, error)
+	// ListAuditEvents returns sequenced events matching f, decoded.
+	ListAuditEvents(ctx context.Context, f AuditFilter) ([]*AuditEvent, error)
+
+	// AddAuditHashes stores the Merkle tree's hashes at the consecutive
+	// stored-hash indexes start, start+1, … (tlog.StoredHashIndex).
+	AddAuditHashes(ctx context.Context, start int64, hashes [][32]byte) error
+	// AuditHashes returns the stored hashes at the indexes, in the same
+	// order; ErrNotFound when one is missing.
+	AuditHashes(ctx context.Context, indexes []int64) ([][32]byte, error)
+	// AuditHashRange returns the stored hashes with from <= index < to, in
+	// index order, with their indexes (a missing one is simply absent).
+	AuditHashRange(ctx context.Context, from, to int64) (indexes []int64, hashes [][32]byte, err error)
+	// AddAuditCheckpoint stores a signed checkpoint; ErrConflict when one of
+	// that size exists.
+	AddAuditCheckpoint(ctx context.Context, c *AuditCheckpoint) error
+	// LatestAuditCheckpoint returns the checkpoint of the largest size;
+	// ErrNotFound before the first.
+	LatestAuditCheckpoint(ctx context.Context) (*AuditCheckpoint, error)
+	// AuditCheckpoints returns up to limit checkpoints with Size > after, by
+	// size.
+	AuditCheckpoints(ctx context.Context, after int64, limit int) ([]*AuditCheckpoint, error)
 }

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 
 	"github.com/recourse/recourse"
@@ -17,8 +18,9 @@ type ImportResult struct {
 // ImportAccounts creates or updates (by id) the given accounts, all or
 // nothing, in one transaction. References to other accounts (manager, sponsor,
 // owners, recovery contacts) must resolve to an account in the batch or in
-// the directory. Channels already confirmed stay confirmed.
-func (s *Service) ImportAccounts(ctx context.Context, accounts []*recourse.Account) (ImportResult, error) {
+// the directory. Channels already confirmed stay confirmed. Each creation
+// and each update that changes something is audited with what changed.
+func (s *Service) ImportAccounts(ctx context.Context, accounts []*recourse.Account, meta Meta) (ImportResult, error) {
 	var res ImportResult
 	batch := map[string]*recourse.Account{}
 	for _, a := range accounts {
@@ -47,6 +49,10 @@ func (s *Service) ImportAccounts(ctx context.Context, accounts []*recourse.Accou
 					}
 					return err
 				}
+				if err := s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionAccountCreate, Outcome: recourse.OutcomeSuccess,
+					SubjectID: a.ID, After: accountAttrs(&a), Attributes: map[string]string{"source": "import"}}, meta); err != nil {
+					return err
+				}
 				res.Created++
 			case err != nil:
 				return err
@@ -60,6 +66,16 @@ func (s *Service) ImportAccounts(ctx context.Context, accounts []*recourse.Accou
 					}
 					return err
 				}
+				fresh, err := tx.Account(ctx, a.ID)
+				if err != nil {
+					return err
+				}
+				if before, after := diff(accountAttrs(old), accountAttrs(fresh)); len(after) > 0 {
+					if err := s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionAccountUpdate, Outcome: recourse.OutcomeSuccess,
+						SubjectID: a.ID, Before: before, After: after, Attributes: map[string]string{"source": "import"}}, meta); err != nil {
+						return err
+					}
+				}
 				res.Updated++
 			}
 		}
@@ -72,7 +88,7 @@ func (s *Service) ImportAccounts(ctx context.Context, accounts []*recourse.Accou
 }
 
 // CreateAccount creates one account; ECONFLICT if the id or username exists.
-func (s *Service) CreateAccount(ctx context.Context, a *recourse.Account) error {
+func (s *Service) CreateAccount(ctx context.Context, a *recourse.Account, meta Meta) error {
 	if err := a.Validate(); err != nil {
 		return err
 	}
@@ -82,7 +98,11 @@ func (s *Service) CreateAccount(ctx context.Context, a *recourse.Account) error 
 		if err := checkReferences(ctx, tx, a, nil); err != nil {
 			return err
 		}
-		return tx.CreateAccount(ctx, a)
+		if err := tx.CreateAccount(ctx, a); err != nil {
+			return err
+		}
+		return s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionAccountCreate, Outcome: recourse.OutcomeSuccess,
+			SubjectID: a.ID, After: accountAttrs(a)}, meta)
 	})
 	if errors.Is(err, recourse.ErrConflict) {
 		return recourse.Errorf(recourse.ECONFLICT, "an account with id %q or username %q already exists", a.ID, a.Username)
@@ -171,8 +191,11 @@ func (s *Service) SetPassword(ctx context.Context, accountID, password string, m
 		if err != nil {
 			return err
 		}
+		// The audit log names the password authenticators, never the hash.
+		before := map[string]string{"password_authenticator": ""}
 		for _, au := range auths {
 			if au.Kind == recourse.AuthPassword && au.Status == recourse.AuthActive {
+				before["password_authenticator"] = au.ID
 				au.Status, au.RevokedAt = recourse.AuthReplaced, &now
 				if err := tx.UpdateAuthenticator(ctx, au); err != nil {
 					return err
@@ -187,13 +210,29 @@ func (s *Service) SetPassword(ctx context.Context, accountID, password string, m
 		if err := tx.CreateAuthenticator(ctx, pw); err != nil {
 			return err
 		}
-		return s.event(ctx, tx, pw, recourse.AuthEventBound, meta)
+		if err := s.event(ctx, tx, pw, recourse.AuthEventBound, meta); err != nil {
+			return err
+		}
+		return s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionPasswordSet, Outcome: recourse.OutcomeSuccess,
+			SubjectID: a.ID, Before: before, After: map[string]string{"password_authenticator": pw.ID}}, meta)
 	}))
 }
 
 // UnlockAccount clears a sign-in lock-out (an administrator's action).
-func (s *Service) UnlockAccount(ctx context.Context, accountID string) error {
-	err := s.store.UnlockAccount(ctx, accountID)
+func (s *Service) UnlockAccount(ctx context.Context, accountID string, meta Meta) error {
+	err := s.store.InTx(ctx, func(tx recourse.Tx) error {
+		a, err := tx.Account(ctx, accountID)
+		if err != nil {
+			return err
+		}
+		if err := tx.UnlockAccount(ctx, accountID); err != nil {
+			return err
+		}
+		return s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionAccountUnlock, Outcome: recourse.OutcomeSuccess,
+			SubjectID: accountID,
+			Before:    map[string]string{"locked": strconv.FormatBool(a.Locked()), "failed_signins": strconv.Itoa(a.FailedSignIns)},
+			After:     map[string]string{"locked": "false", "failed_signins": "0"}}, meta)
+	})
 	if errors.Is(err, recourse.ErrNotFound) {
 		return recourse.Errorf(recourse.ENOTFOUND, "No account %q.", accountID)
 	}

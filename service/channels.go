@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/recourse/recourse"
 	"github.com/recourse/recourse/credential"
@@ -17,6 +18,9 @@ const maxChannels = 5
 // principal's account and sends it a confirmation code. The channel counts
 // for nothing until ConfirmChannel receives that code.
 func (s *Service) AddChannel(ctx context.Context, p *Principal, kind recourse.ChannelKind, address string, meta Meta) (*recourse.Channel, error) {
+	if err := requireUnrestricted(p); err != nil {
+		return nil, err
+	}
 	if err := s.RequireRecentAuth(p); err != nil {
 		return nil, err
 	}
@@ -34,6 +38,10 @@ func (s *Service) AddChannel(ctx context.Context, p *Principal, kind recourse.Ch
 	c := &recourse.Channel{AccountID: p.Account.ID, Kind: kind, Address: addr, CreatedAt: s.now()}
 	err := s.store.InTx(ctx, func(tx recourse.Tx) error {
 		if err := tx.AddChannel(ctx, c); err != nil {
+			return err
+		}
+		if err := s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionChannelAdd, Outcome: recourse.OutcomeSuccess,
+			SubjectID: p.Account.ID, After: channelAttrs(c), Attributes: map[string]string{"code_sent": "true"}}, meta); err != nil {
 			return err
 		}
 		return s.sendChannelCode(ctx, tx, p.Account, c)
@@ -68,7 +76,7 @@ func (s *Service) sendChannelCode(ctx context.Context, tx recourse.Tx, a *recour
 }
 
 // ResendChannelCode sends a new confirmation code to an unconfirmed channel.
-func (s *Service) ResendChannelCode(ctx context.Context, p *Principal, channelID string) error {
+func (s *Service) ResendChannelCode(ctx context.Context, p *Principal, channelID string, meta Meta) error {
 	c, err := s.ownChannel(ctx, p, channelID)
 	if err != nil {
 		return err
@@ -77,6 +85,10 @@ func (s *Service) ResendChannelCode(ctx context.Context, p *Principal, channelID
 		return recourse.Errorf(recourse.ECONFLICT, "This is already confirmed.")
 	}
 	return internal("resend code", s.store.InTx(ctx, func(tx recourse.Tx) error {
+		if err := s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionChannelCodeSent, Outcome: recourse.OutcomeSuccess,
+			SubjectID: p.Account.ID, Attributes: map[string]string{"channel_id": c.ID, "kind": string(c.Kind)}}, meta); err != nil {
+			return err
+		}
 		return s.sendChannelCode(ctx, tx, p.Account, c)
 	}))
 }
@@ -99,21 +111,37 @@ func (s *Service) ConfirmChannel(ctx context.Context, p *Principal, channelID, c
 	if c.Verified {
 		return nil
 	}
-	hash, exp, err := s.store.TakeChannelCodeAttempt(ctx, c.ID, s.cfg.ChannelCodeAttempts)
-	if errors.Is(err, recourse.ErrNotFound) {
-		return recourse.Errorf(recourse.EINVALID, "There is no code waiting. Ask for a new one.")
-	}
-	if err != nil {
-		return internal("check code", err)
-	}
-	if s.now().After(exp) {
-		return recourse.FieldError("code", "That code has expired. Ask for a new one.")
-	}
-	if !credential.Equal(hash, s.hasher.Sum("channel-code:"+c.ID, code)) {
-		return recourse.FieldError("code", "That code is not right.")
-	}
+	// The attempt, its check and its audit record are one transaction: a
+	// wrong code is counted and recorded together, a right one confirms.
+	var refused error
 	err = s.store.InTx(ctx, func(tx recourse.Tx) error {
+		refused = nil
+		refuse := func(userErr error, reason string) error {
+			refused = userErr
+			return s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionChannelConfirm, Outcome: recourse.OutcomeFailure,
+				SubjectID: p.Account.ID, Reason: reason, Attributes: map[string]string{"channel_id": c.ID, "kind": string(c.Kind)}}, meta)
+		}
+		hash, exp, err := tx.TakeChannelCodeAttempt(ctx, c.ID, s.cfg.ChannelCodeAttempts)
+		switch {
+		case errors.Is(err, recourse.ErrNotFound):
+			refused = recourse.Errorf(recourse.EINVALID, "There is no code waiting. Ask for a new one.")
+			return nil
+		case recourse.ErrorCode(err) == recourse.ERATELIMIT:
+			return refuse(err, "too many wrong codes")
+		case err != nil:
+			return err
+		case s.now().After(exp):
+			return refuse(recourse.FieldError("code", "That code has expired. Ask for a new one."), "code expired")
+		case !credential.Equal(hash, s.hasher.Sum("channel-code:"+c.ID, code)):
+			return refuse(recourse.FieldError("code", "That code is not right."), "wrong code")
+		}
 		if err := tx.MarkChannelVerified(ctx, c.ID, s.now()); err != nil {
+			return err
+		}
+		after := channelAttrs(c)
+		after["verified"] = "true"
+		if err := s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionChannelConfirm, Outcome: recourse.OutcomeSuccess,
+			SubjectID: p.Account.ID, Before: map[string]string{"verified": "false"}, After: after, Evidence: []string{"code"}}, meta); err != nil {
 			return err
 		}
 		fresh, err := tx.Account(ctx, p.Account.ID)
@@ -127,8 +155,17 @@ func (s *Service) ConfirmChannel(ctx context.Context, p *Principal, channelID, c
 	if err != nil {
 		return internal("confirm channel", err)
 	}
+	if refused != nil {
+		return refused
+	}
 	s.log.Info("channel confirmed", "account", p.Account.ID, "channel", c.ID, "ip", meta.IP)
 	return nil
+}
+
+// channelAttrs is what the audit log records of a channel. Addresses are
+// not secrets, and investigators need the one that was added.
+func channelAttrs(c *recourse.Channel) map[string]string {
+	return map[string]string{"channel_id": c.ID, "kind": string(c.Kind), "address": c.Address}
 }
 
 // mask hides most of an address for notices and agents' screens.
@@ -160,6 +197,9 @@ func MaskAddress(kind recourse.ChannelKind, addr string) string {
 // SetRecoveryContacts names the people who may vouch for the principal in a
 // recovery. They must be active people other than the principal.
 func (s *Service) SetRecoveryContacts(ctx context.Context, p *Principal, usernames []string, meta Meta) error {
+	if err := requireUnrestricted(p); err != nil {
+		return err
+	}
 	if err := s.RequireRecentAuth(p); err != nil {
 		return err
 	}
@@ -188,12 +228,18 @@ func (s *Service) SetRecoveryContacts(ctx context.Context, p *Principal, usernam
 		if err != nil {
 			return err
 		}
+		before := strings.Join(a.RecoveryContacts, ",")
 		a.RecoveryContacts = ids
 		a.UpdatedAt = s.now()
 		if err := a.Validate(); err != nil {
 			return err
 		}
 		if err := tx.UpdateAccount(ctx, a); err != nil {
+			return err
+		}
+		if err := s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionRecoveryContacts, Outcome: recourse.OutcomeSuccess,
+			SubjectID: a.ID, Before: map[string]string{"recovery_contacts": before},
+			After: map[string]string{"recovery_contacts": strings.Join(ids, ",")}}, meta); err != nil {
 			return err
 		}
 		p.Account = a

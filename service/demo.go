@@ -78,14 +78,14 @@ func (s *Service) SeedDemo(ctx context.Context) ([]DemoUser, error) {
 		for _, d := range org {
 			accts = append(accts, d.acct)
 		}
-		if _, err := s.ImportAccounts(ctx, accts); err != nil {
+		if _, err := s.ImportAccounts(ctx, accts, systemMeta); err != nil {
 			return nil, err
 		}
 		for _, d := range org {
 			if d.acct.Kind != recourse.KindHuman {
 				continue
 			}
-			if err := s.SetPassword(ctx, d.acct.ID, DemoPassword, Meta{IP: "seed"}); err != nil {
+			if err := s.SetPassword(ctx, d.acct.ID, DemoPassword, systemMeta); err != nil {
 				return nil, err
 			}
 			key, err := credential.NewTOTPKey(s.cfg.Issuer, d.acct.Username)
@@ -99,7 +99,11 @@ func (s *Service) SeedDemo(ctx context.Context) ([]DemoUser, error) {
 				if err := tx.CreateAuthenticator(ctx, au); err != nil {
 					return err
 				}
-				return s.event(ctx, tx, au, recourse.AuthEventBound, Meta{IP: "seed"})
+				if err := s.event(ctx, tx, au, recourse.AuthEventBound, systemMeta); err != nil {
+					return err
+				}
+				return s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionAuthenticatorBind, Outcome: recourse.OutcomeSuccess,
+					SubjectID: au.AccountID, After: authenticatorAttrs(au), Reason: "demo seed"}, systemMeta)
 			}); err != nil {
 				return nil, internal("seed demo", err)
 			}

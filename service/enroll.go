@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -55,7 +56,7 @@ func (s *Service) countActive(ctx context.Context, accountID string, kind recour
 // BeginTOTP creates a pending TOTP authenticator with a fresh secret. It
 // proves nothing until ConfirmTOTP receives a code from it. It needs a recent
 // authentication.
-func (s *Service) BeginTOTP(ctx context.Context, p *Principal, name string) (*TOTPEnrolment, error) {
+func (s *Service) BeginTOTP(ctx context.Context, p *Principal, name string, meta Meta) (*TOTPEnrolment, error) {
 	if err := s.RequireRecentAuth(p); err != nil {
 		return nil, err
 	}
@@ -79,7 +80,15 @@ func (s *Service) BeginTOTP(ctx context.Context, p *Principal, name string) (*TO
 	au := &recourse.Authenticator{ID: recourse.NewID("au_"), AccountID: p.Account.ID, Kind: recourse.AuthTOTP,
 		Status: recourse.AuthPending, Name: name, CreatedAt: s.now()}
 	au.Secret = s.sealer.Seal([]byte(key.Secret), []byte(au.ID))
-	if err := s.store.CreateAuthenticator(ctx, au); err != nil {
+	err = s.store.InTx(ctx, func(tx recourse.Tx) error {
+		if err := tx.CreateAuthenticator(ctx, au); err != nil {
+			return err
+		}
+		// The secret itself is never recorded.
+		return s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionAuthenticatorBegin, Outcome: recourse.OutcomeSuccess,
+			SubjectID: p.Account.ID, After: authenticatorAttrs(au)}, meta)
+	})
+	if err != nil {
 		return nil, internal("create authenticator", err)
 	}
 	return &TOTPEnrolment{AuthenticatorID: au.ID, Secret: key.Secret, URL: key.URL, QRCodePNG: png}, nil
@@ -108,6 +117,10 @@ func (s *Service) ConfirmTOTP(ctx context.Context, p *Principal, authenticatorID
 	now := s.now()
 	step, ok := credential.MatchTOTP(string(secret), code, now, 1)
 	if !ok {
+		if err := s.recordAuditTx(ctx, recourse.AuditEvent{Action: recourse.ActionAuthenticatorBind, Outcome: recourse.OutcomeFailure,
+			SubjectID: p.Account.ID, Reason: "wrong code", Attributes: map[string]string{"authenticator_id": au.ID, "kind": string(au.Kind)}}, meta); err != nil {
+			return internal("confirm TOTP", err)
+		}
 		return recourse.FieldError("code", "That code is not right. Enter the 6-digit code your app shows now.")
 	}
 	au.Status, au.LastUsedAt = recourse.AuthActive, &now
@@ -115,10 +128,18 @@ func (s *Service) ConfirmTOTP(ctx context.Context, p *Principal, authenticatorID
 		if err := tx.UpdateAuthenticator(ctx, au); err != nil {
 			return err
 		}
+		if err := s.liftRestriction(ctx, tx, p); err != nil {
+			return err
+		}
 		if _, err := tx.AdvanceTOTPStep(ctx, au.ID, step, now); err != nil {
 			return err
 		}
 		if err := s.event(ctx, tx, au, recourse.AuthEventBound, meta); err != nil {
+			return err
+		}
+		if err := s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionAuthenticatorBind, Outcome: recourse.OutcomeSuccess,
+			SubjectID: p.Account.ID, Before: map[string]string{"status": string(recourse.AuthPending)}, After: authenticatorAttrs(au),
+			Evidence: []string{"otp"}}, meta); err != nil {
 			return err
 		}
 		return s.notifyAccount(ctx, tx, p.Account, "An authenticator app was added to your account", []string{
@@ -154,6 +175,7 @@ func (s *Service) RecoveryCodes(ctx context.Context, p *Principal, meta Meta) ([
 			return err
 		}
 		replaced := false
+		before := map[string]string{}
 		for _, au := range auths {
 			if au.Kind == recourse.AuthRecoveryCodes && au.Status == recourse.AuthActive {
 				au.Status, au.RevokedAt = recourse.AuthReplaced, &now
@@ -164,6 +186,7 @@ func (s *Service) RecoveryCodes(ctx context.Context, p *Principal, meta Meta) ([
 					return err
 				}
 				replaced = true
+				before["authenticator_id"] = au.ID
 			}
 		}
 		set := &recourse.Authenticator{AccountID: p.Account.ID, Kind: recourse.AuthRecoveryCodes, Status: recourse.AuthActive,
@@ -177,6 +200,12 @@ func (s *Service) RecoveryCodes(ctx context.Context, p *Principal, meta Meta) ([
 		if err := s.event(ctx, tx, set, recourse.AuthEventBound, meta); err != nil {
 			return err
 		}
+		// The codes are never recorded: only the set and its size.
+		after := map[string]string{"authenticator_id": set.ID, "codes": strconv.Itoa(len(hashes))}
+		if err := s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionRecoveryCodesIssue, Outcome: recourse.OutcomeSuccess,
+			SubjectID: p.Account.ID, Before: before, After: after}, meta); err != nil {
+			return err
+		}
 		line := "A set of saved recovery codes was created for your account."
 		if replaced {
 			line = "Your saved recovery codes were replaced by a new set. The old codes no longer work."
@@ -188,6 +217,16 @@ func (s *Service) RecoveryCodes(ctx context.Context, p *Principal, meta Meta) ([
 	}
 	s.log.Info("recovery codes generated", "account", p.Account.ID, "ip", meta.IP)
 	return codes, nil
+}
+
+// authenticatorAttrs is what the audit log records of an authenticator:
+// never its secret.
+func authenticatorAttrs(au *recourse.Authenticator) map[string]string {
+	m := map[string]string{"authenticator_id": au.ID, "kind": string(au.Kind), "name": au.Name, "status": string(au.Status)}
+	if au.Kind == recourse.AuthWebAuthn {
+		m["device_bound"] = strconv.FormatBool(au.DeviceBound)
+	}
+	return m
 }
 
 // ---- WebAuthn ----
@@ -307,6 +346,10 @@ func (s *Service) FinishPasskey(ctx context.Context, p *Principal, body []byte, 
 	cred, err := s.webauthn.CreateCredential(user, c.Data, parsed)
 	if err != nil {
 		s.log.Info("passkey registration refused", "account", p.Account.ID, "err", err)
+		if err := s.recordAuditTx(ctx, recourse.AuditEvent{Action: recourse.ActionAuthenticatorBind, Outcome: recourse.OutcomeFailure,
+			SubjectID: p.Account.ID, Reason: "attestation refused: " + err.Error(), Attributes: map[string]string{"kind": string(recourse.AuthWebAuthn)}}, meta); err != nil {
+			return internal("bind passkey", err)
+		}
 		return recourse.Errorf(recourse.EINVALID, "The passkey could not be verified. Try again.")
 	}
 	secret, err := json.Marshal(cred)
@@ -320,7 +363,14 @@ func (s *Service) FinishPasskey(ctx context.Context, p *Principal, body []byte, 
 		if err := tx.CreateAuthenticator(ctx, au); err != nil {
 			return err
 		}
+		if err := s.liftRestriction(ctx, tx, p); err != nil {
+			return err
+		}
 		if err := s.event(ctx, tx, au, recourse.AuthEventBound, meta); err != nil {
+			return err
+		}
+		if err := s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionAuthenticatorBind, Outcome: recourse.OutcomeSuccess,
+			SubjectID: p.Account.ID, After: authenticatorAttrs(au)}, meta); err != nil {
 			return err
 		}
 		return s.notifyAccount(ctx, tx, p.Account, "A passkey was added to your account", []string{
@@ -384,7 +434,7 @@ func (s *Service) FinishSignInWebAuthn(ctx context.Context, token string, body [
 	}
 	parsed, err := protocol.ParseCredentialRequestResponseBody(bytes.NewReader(body))
 	if err != nil {
-		return nil, s.signInFailed(ctx, a, meta, "unreadable WebAuthn assertion")
+		return nil, s.signInFailed(ctx, a, meta, recourse.ActionSignInSecondFactor, "webauthn", "unreadable WebAuthn assertion")
 	}
 	user, err := s.webAuthnUser(ctx, a)
 	if err != nil {
@@ -392,15 +442,15 @@ func (s *Service) FinishSignInWebAuthn(ctx context.Context, token string, body [
 	}
 	cred, err := s.webauthn.ValidateLogin(user, c.Data, parsed)
 	if err != nil {
-		return nil, s.signInFailed(ctx, a, meta, "WebAuthn assertion refused: "+err.Error())
+		return nil, s.signInFailed(ctx, a, meta, recourse.ActionSignInSecondFactor, "webauthn", "WebAuthn assertion refused: "+err.Error())
 	}
 	au, err := s.store.AuthenticatorByCredentialID(ctx, cred.ID)
 	if err != nil || au.AccountID != a.ID || au.Status != recourse.AuthActive {
-		return nil, s.signInFailed(ctx, a, meta, "WebAuthn credential not bound")
+		return nil, s.signInFailed(ctx, a, meta, recourse.ActionSignInSecondFactor, "webauthn", "WebAuthn credential not bound")
 	}
 	if cred.Authenticator.CloneWarning {
 		s.log.Warn("WebAuthn signature counter went backwards: the authenticator may be cloned", "account", a.ID, "authenticator", au.ID)
-		return nil, s.signInFailed(ctx, a, meta, "WebAuthn clone warning")
+		return nil, s.signInFailed(ctx, a, meta, recourse.ActionSignInSecondFactor, "webauthn", "WebAuthn clone warning")
 	}
 	now := s.now()
 	if au.Secret, err = json.Marshal(cred); err != nil {
@@ -419,7 +469,7 @@ func (s *Service) FinishSignInWebAuthn(ctx context.Context, token string, body [
 		if err := s.event(ctx, tx, au, recourse.AuthEventUsed, meta); err != nil {
 			return err
 		}
-		res, err = s.completeSignIn(ctx, tx, ses, aal, method)
+		res, err = s.completeSignIn(ctx, tx, ses, aal, method, meta)
 		return err
 	})
 	if err != nil {

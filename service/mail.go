@@ -39,6 +39,21 @@ func (OutboxMailer) Send(ctx context.Context, tx recourse.Tx, m Message) error {
 // notifyAccount sends a security notice to every confirmed address of the
 // account (NIST SP 800-63B-4 §4.6: notices go to all of them).
 func (s *Service) notifyAccount(ctx context.Context, tx recourse.Tx, a *recourse.Account, subject string, lines []string, meta Meta) error {
+	body := s.noticeBody(a, lines, meta)
+	for _, c := range a.Emails {
+		if !c.Verified {
+			continue
+		}
+		if err := s.mailer.Send(ctx, tx, Message{AccountID: a.ID, To: c.Address, Subject: subject, Body: body, At: s.now()}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// noticeBody writes a security notice: what, when, from where, and what to
+// do if it wasn't them.
+func (s *Service) noticeBody(a *recourse.Account, lines []string, meta Meta) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Hello %s,\n\n", a.DisplayName)
 	for _, l := range lines {
@@ -53,16 +68,7 @@ func (s *Service) notifyAccount(ctx context.Context, tx recourse.Tx, a *recourse
 		fmt.Fprintf(&b, "Browser: %s\n", truncate(meta.UserAgent, 120))
 	}
 	b.WriteString("\nIf this wasn't you, contact your security team at once.\n\n— " + s.cfg.Issuer + "\n")
-	for _, c := range a.Emails {
-		if !c.Verified {
-			continue
-		}
-		err := s.mailer.Send(ctx, tx, Message{AccountID: a.ID, To: c.Address, Subject: subject, Body: b.String(), At: s.now()})
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return b.String()
 }
 
 func truncate(s string, n int) string {

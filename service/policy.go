@@ -37,9 +37,14 @@ func (s *Service) PolicyFacts(ctx context.Context, accountID string) (*recourse.
 	if err != nil {
 		return nil, nil, err
 	}
+	facts, err := s.policyFacts(ctx, a)
+	return a, facts, err
+}
+
+func (s *Service) policyFacts(ctx context.Context, a *recourse.Account) ([]policy.AuthenticatorFact, error) {
 	auths, err := s.store.Authenticators(ctx, a.ID)
 	if err != nil {
-		return nil, nil, internal("list authenticators", err)
+		return nil, internal("list authenticators", err)
 	}
 	var facts []policy.AuthenticatorFact
 	for _, au := range auths {
@@ -51,7 +56,7 @@ func (s *Service) PolicyFacts(ctx context.Context, accountID string) (*recourse.
 			DeviceBound: au.DeviceBound, BoundAt: au.CreatedAt,
 		})
 	}
-	return a, facts, nil
+	return facts, nil
 }
 
 // Decide asks the policy in force what the action needs for the account.

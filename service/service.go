@@ -52,6 +52,8 @@ type Config struct {
 	ChannelCodeAttempts int
 	// Issuer names the service in authenticator apps and mail.
 	Issuer string
+	// PublicURL is where people reach the pages; links in mail start with it.
+	PublicURL string
 }
 
 // DefaultConfig returns the defaults: NIST SP 800-63B-4 session limits,
@@ -111,6 +113,9 @@ func (c Config) withDefaults() Config {
 	if c.Issuer == "" {
 		c.Issuer = d.Issuer
 	}
+	if c.PublicURL == "" {
+		c.PublicURL = "http://localhost:8080"
+	}
 	return c
 }
 
@@ -156,16 +161,17 @@ func (k Keys) derive(purpose string) ([]byte, error) {
 
 // Service is the business layer.
 type Service struct {
-	store    recourse.Store
-	clock    recourse.Clock
-	cfg      Config
-	log      *slog.Logger
-	hasher   *credential.Hasher
-	sealer   *credential.Sealer
-	webauthn *webauthn.WebAuthn
-	mailer   Mailer
-	ipLimit  *rateLimiter
-	policy   atomic.Pointer[policy.Policy]
+	store     recourse.Store
+	clock     recourse.Clock
+	cfg       Config
+	log       *slog.Logger
+	hasher    *credential.Hasher
+	sealer    *credential.Sealer
+	webauthn  *webauthn.WebAuthn
+	mailer    Mailer
+	ipLimit   *rateLimiter
+	policy    atomic.Pointer[policy.Policy]
+	scheduler Scheduler
 }
 
 // Options wire the service's dependencies.
@@ -179,6 +185,9 @@ type Options struct {
 	WebAuthn *webauthn.WebAuthn
 	// Mailer delivers mail; nil writes to the store's outbox.
 	Mailer Mailer
+	// Scheduler queues deferred workflow work; without it, "Can't sign
+	// in?" is unavailable (the CLI needs none).
+	Scheduler Scheduler
 }
 
 // New returns a Service.
@@ -211,7 +220,7 @@ func New(o Options) (*Service, error) {
 	}
 	s := &Service{
 		store: o.Store, clock: o.Clock, cfg: cfg, log: o.Logger,
-		hasher: hasher, sealer: sealer, webauthn: o.WebAuthn, mailer: o.Mailer,
+		hasher: hasher, sealer: sealer, webauthn: o.WebAuthn, mailer: o.Mailer, scheduler: o.Scheduler,
 	}
 	if s.clock == nil {
 		s.clock = recourse.SystemClock{}
@@ -235,10 +244,18 @@ func (s *Service) Store() recourse.Store { return s.store }
 func (s *Service) now() time.Time { return s.clock.Now().UTC() }
 
 // Meta describes where a request came from; it is recorded with every
-// lifecycle event.
+// lifecycle event and audit event.
 type Meta struct {
 	IP        string
 	UserAgent string
+	// RequestID ties the audit events of one request together (the web
+	// layer's X-Request-Id).
+	RequestID string
+	// Channel is how the request arrived; empty means the system itself.
+	Channel recourse.AuditChannel
+	// Actor, when set, is who acts (an administrator at the CLI, the
+	// system); otherwise the account the action is about acts for itself.
+	Actor recourse.AuditActor
 }
 
 // internal wraps an unexpected error so it is logged but never shown.

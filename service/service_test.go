@@ -63,7 +63,7 @@ func (f *fixture) person(t *testing.T, id string) *recourse.Account {
 	a := &recourse.Account{ID: id, Username: id, DisplayName: "Person " + id, Kind: recourse.KindHuman, Status: recourse.StatusActive,
 		Employment: recourse.EmploymentEmployee, IAL: 2,
 		Emails: []recourse.Channel{{Kind: recourse.ChannelEmail, Address: id + "@example.com", Verified: true}}}
-	if err := f.svc.CreateAccount(t.Context(), a); err != nil {
+	if err := f.svc.CreateAccount(t.Context(), a, Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.svc.SetPassword(t.Context(), id, pw, Meta{}); err != nil {
@@ -99,7 +99,7 @@ func (f *fixture) enrolTOTP(t *testing.T, id string) string {
 		t.Fatalf("enrolTOTP: %s already has a second factor", id)
 	}
 	p := f.principal(t, res.Token)
-	enr, err := f.svc.BeginTOTP(t.Context(), p, "Phone")
+	enr, err := f.svc.BeginTOTP(t.Context(), p, "Phone", Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func TestSignInFailuresLookAlike(t *testing.T) {
 	}
 	nopw := &recourse.Account{ID: "nopw", Username: "nopw", DisplayName: "No Password", Kind: recourse.KindHuman, Status: recourse.StatusActive,
 		Employment: recourse.EmploymentEmployee, IAL: 1}
-	if err := f.svc.CreateAccount(t.Context(), nopw); err != nil {
+	if err := f.svc.CreateAccount(t.Context(), nopw, Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct{ name, id, password string }{
@@ -182,7 +182,7 @@ func TestSignInFailuresLookAlike(t *testing.T) {
 		t.Errorf("lock-out notices = %d, want 1", n)
 	}
 	// An administrator unlocks it.
-	if err := f.svc.UnlockAccount(t.Context(), "locked"); err != nil {
+	if err := f.svc.UnlockAccount(t.Context(), "locked", Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	f.signIn(t, "locked")
@@ -287,7 +287,7 @@ func TestSessionLifetimesByAAL(t *testing.T) {
 				err := f.store.InTx(t.Context(), func(tx recourse.Tx) error {
 					var err error
 					res.Session.AAL = recourse.AALNone
-					out, err = f.svc.completeSignIn(t.Context(), tx, res.Session, tc.aal, "test")
+					out, err = f.svc.completeSignIn(t.Context(), tx, res.Session, tc.aal, "test", Meta{})
 					return err
 				})
 				if err != nil {
@@ -371,7 +371,7 @@ func TestStepUpRequiredForEnrolment(t *testing.T) {
 	tok := f.signIn(t, "alice").Token
 	f.clock.Add(16 * time.Minute)
 	p := f.principal(t, tok)
-	if _, err := f.svc.BeginTOTP(t.Context(), p, ""); recourse.ErrorCode(err) != recourse.ESTEPUP {
+	if _, err := f.svc.BeginTOTP(t.Context(), p, "", Meta{}); recourse.ErrorCode(err) != recourse.ESTEPUP {
 		t.Fatalf("BeginTOTP on a stale session: %v, want step-up", err)
 	}
 	if err := f.svc.Reauthenticate(t.Context(), p, "wrong", "", Meta{}); recourse.ErrorCode(err) != recourse.EUNAUTHORIZED {
@@ -381,7 +381,7 @@ func TestStepUpRequiredForEnrolment(t *testing.T) {
 		t.Fatal(err)
 	}
 	p = f.principal(t, tok)
-	if _, err := f.svc.BeginTOTP(t.Context(), p, ""); err != nil {
+	if _, err := f.svc.BeginTOTP(t.Context(), p, "", Meta{}); err != nil {
 		t.Fatalf("BeginTOTP after step-up: %v", err)
 	}
 }
@@ -390,7 +390,7 @@ func TestTOTPEnrolmentNeedsTheCode(t *testing.T) {
 	f := newFixture(t)
 	f.person(t, "alice")
 	p := f.principal(t, f.signIn(t, "alice").Token)
-	enr, err := f.svc.BeginTOTP(t.Context(), p, "Phone")
+	enr, err := f.svc.BeginTOTP(t.Context(), p, "Phone", Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -474,7 +474,7 @@ func TestImportAllOrNothing(t *testing.T) {
 	f := newFixture(t)
 	good := &recourse.Account{ID: "m", Username: "m", DisplayName: "M", Kind: recourse.KindHuman, Status: recourse.StatusActive, Employment: recourse.EmploymentEmployee, IAL: 1}
 	bad := &recourse.Account{ID: "e", Username: "e", DisplayName: "E", Kind: recourse.KindHuman, Status: recourse.StatusActive, Employment: recourse.EmploymentEmployee, IAL: 1, ManagerID: "ghost"}
-	_, err := f.svc.ImportAccounts(t.Context(), []*recourse.Account{good, bad})
+	_, err := f.svc.ImportAccounts(t.Context(), []*recourse.Account{good, bad}, Meta{})
 	var e *recourse.Error
 	if !errors.As(err, &e) || e.Field != "manager" {
 		t.Fatalf("import with a dangling manager: %v", err)
@@ -483,12 +483,12 @@ func TestImportAllOrNothing(t *testing.T) {
 		t.Fatal("a failed import left accounts behind")
 	}
 	bad.ManagerID = "m"
-	res, err := f.svc.ImportAccounts(t.Context(), []*recourse.Account{bad, good})
+	res, err := f.svc.ImportAccounts(t.Context(), []*recourse.Account{bad, good}, Meta{})
 	if err != nil || res.Created != 2 {
 		t.Fatalf("import = %+v, %v", res, err)
 	}
 	good.DisplayName = "Mia"
-	res, err = f.svc.ImportAccounts(t.Context(), []*recourse.Account{good})
+	res, err = f.svc.ImportAccounts(t.Context(), []*recourse.Account{good}, Meta{})
 	if err != nil || res.Updated != 1 {
 		t.Fatalf("re-import = %+v, %v", res, err)
 	}
@@ -507,16 +507,16 @@ func TestSignOutAndRevoke(t *testing.T) {
 	p2 := f.principal(t, t2)
 	f.person(t, "bob")
 	pb := f.principal(t, f.signIn(t, "bob").Token)
-	if err := f.svc.RevokeSession(t.Context(), pb, p2.Session.ID); recourse.ErrorCode(err) != recourse.ENOTFOUND {
+	if err := f.svc.RevokeSession(t.Context(), pb, p2.Session.ID, Meta{}); recourse.ErrorCode(err) != recourse.ENOTFOUND {
 		t.Errorf("revoking another account's session: %v", err)
 	}
-	if err := f.svc.RevokeSession(t.Context(), p, p2.Session.ID); err != nil {
+	if err := f.svc.RevokeSession(t.Context(), p, p2.Session.ID, Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.svc.Authenticate(t.Context(), t2); err == nil {
 		t.Error("revoked session still works")
 	}
-	if err := f.svc.SignOut(t.Context(), t1); err != nil {
+	if err := f.svc.SignOut(t.Context(), t1, Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.svc.Authenticate(t.Context(), t1); err == nil {

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/recourse/recourse"
@@ -37,10 +38,10 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*Principal, e
 	if err != nil {
 		return nil, internal("read account", err)
 	}
-	if a.Status != recourse.StatusActive {
-		// A suspended or terminated account loses its sessions at once.
-		if err := s.store.RevokeSession(ctx, ses.ID, now); err != nil && !errors.Is(err, recourse.ErrNotFound) {
-			return nil, internal("revoke session", err)
+	if a.Status != recourse.StatusActive || a.FrozenAt != nil {
+		// A suspended, terminated or frozen account loses its sessions at once.
+		if err := s.revokeSession(ctx, ses, recourse.ActionSessionRevoke, "account "+string(a.Status), systemMeta); err != nil {
+			return nil, err
 		}
 		return nil, errNoSession
 	}
@@ -55,7 +56,7 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*Principal, e
 
 // SignOut revokes the session behind the token, complete or pending. It is
 // idempotent.
-func (s *Service) SignOut(ctx context.Context, token string) error {
+func (s *Service) SignOut(ctx context.Context, token string, meta Meta) error {
 	if !credential.ValidToken(SessionTokenPrefix, token) {
 		return nil
 	}
@@ -66,10 +67,23 @@ func (s *Service) SignOut(ctx context.Context, token string) error {
 	if err != nil {
 		return internal("read session", err)
 	}
-	if err := s.store.RevokeSession(ctx, ses.ID, s.now()); err != nil && !errors.Is(err, recourse.ErrNotFound) {
-		return internal("revoke session", err)
+	return s.revokeSession(ctx, ses, recourse.ActionSignOut, "", meta)
+}
+
+// revokeSession ends a session and records it, in one transaction; a
+// session already ended is left alone, unrecorded.
+func (s *Service) revokeSession(ctx context.Context, ses *recourse.Session, action, reason string, meta Meta) error {
+	err := s.store.InTx(ctx, func(tx recourse.Tx) error {
+		if err := tx.RevokeSession(ctx, ses.ID, s.now()); err != nil {
+			return err
+		}
+		return s.recordAudit(ctx, tx, recourse.AuditEvent{Action: action, Outcome: recourse.OutcomeSuccess, SubjectID: ses.AccountID,
+			Reason: reason, Attributes: map[string]string{"session_id": ses.ID}}, meta)
+	})
+	if errors.Is(err, recourse.ErrNotFound) {
+		return nil
 	}
-	return nil
+	return internal("revoke session", err)
 }
 
 // Sessions lists the principal's own active sessions.
@@ -88,7 +102,7 @@ func (s *Service) Sessions(ctx context.Context, p *Principal) ([]*recourse.Sessi
 }
 
 // RevokeSession ends one of the principal's own sessions.
-func (s *Service) RevokeSession(ctx context.Context, p *Principal, id string) error {
+func (s *Service) RevokeSession(ctx context.Context, p *Principal, id string, meta Meta) error {
 	ses, err := s.store.Session(ctx, id)
 	if errors.Is(err, recourse.ErrNotFound) || (err == nil && ses.AccountID != p.Account.ID) {
 		return recourse.Errorf(recourse.ENOTFOUND, "No such session.")
@@ -96,10 +110,7 @@ func (s *Service) RevokeSession(ctx context.Context, p *Principal, id string) er
 	if err != nil {
 		return internal("read session", err)
 	}
-	if err := s.store.RevokeSession(ctx, id, s.now()); err != nil && !errors.Is(err, recourse.ErrNotFound) {
-		return internal("revoke session", err)
-	}
-	return nil
+	return s.revokeSession(ctx, ses, recourse.ActionSessionRevoke, "", meta)
 }
 
 // SignOutEverywhere revokes every session of the principal, this one too,
@@ -109,6 +120,10 @@ func (s *Service) SignOutEverywhere(ctx context.Context, p *Principal, meta Meta
 	err := s.store.InTx(ctx, func(tx recourse.Tx) error {
 		var err error
 		if n, err = tx.RevokeSessions(ctx, p.Account.ID, "", s.now()); err != nil {
+			return err
+		}
+		if err := s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionSessionRevokeAll, Outcome: recourse.OutcomeSuccess,
+			SubjectID: p.Account.ID, Attributes: map[string]string{"revoked": strconv.Itoa(n)}}, meta); err != nil {
 			return err
 		}
 		return s.notifyAccount(ctx, tx, p.Account, "You were signed out everywhere", []string{
@@ -139,8 +154,10 @@ func (s *Service) Reauthenticate(ctx context.Context, p *Principal, password, co
 		return errRateLimited
 	}
 	var proven *recourse.Authenticator
+	method := "pwd"
 	switch {
 	case code != "":
+		method = "otp"
 		au, err := s.matchTOTP(ctx, p.Account.ID, code)
 		if err != nil {
 			return err
@@ -163,7 +180,9 @@ func (s *Service) Reauthenticate(ctx context.Context, p *Principal, password, co
 		}
 	}
 	if proven == nil {
-		_ = s.signInFailed(ctx, p.Account, meta, "failed re-authentication")
+		if err := s.signInFailed(ctx, p.Account, meta, recourse.ActionReauthenticate, method, "failed re-authentication"); err != errSignIn {
+			return err
+		}
 		return recourse.Errorf(recourse.EUNAUTHORIZED, "That was not correct. Try again.")
 	}
 	p.Session.ReauthAt = now
@@ -174,7 +193,11 @@ func (s *Service) Reauthenticate(ctx context.Context, p *Principal, password, co
 		if err := tx.ResetSignInFailures(ctx, p.Account.ID); err != nil {
 			return err
 		}
-		return tx.UpdateSession(ctx, p.Session)
+		if err := tx.UpdateSession(ctx, p.Session); err != nil {
+			return err
+		}
+		return s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionReauthenticate, Outcome: recourse.OutcomeSuccess,
+			SubjectID: p.Account.ID, Evidence: []string{method}, Attributes: map[string]string{"session_id": p.Session.ID}}, meta)
 	})
 	return internal("re-authenticate", err)
 }

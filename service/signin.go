@@ -102,6 +102,17 @@ func (s *Service) SignIn(ctx context.Context, identifier, password string, meta 
 	if a == nil || pw == nil {
 		credential.DummyPasswordVerify(password, s.cfg.PasswordParams)
 		s.log.Info("sign-in failed", "reason", "unknown account or no password", "ip", meta.IP)
+		e := recourse.AuditEvent{Action: recourse.ActionSignInPassword, Outcome: recourse.OutcomeFailure,
+			Attributes: map[string]string{"method": "pwd"}}
+		if a != nil {
+			e.SubjectID, e.Reason = a.ID, "no password set"
+		} else {
+			e.Reason = "unknown account"
+			e.Attributes["identifier_hmac"] = s.identifierHMAC(identifier)
+		}
+		if err := s.recordAuditTx(ctx, e, meta); err != nil {
+			return nil, internal("sign in", err)
+		}
 		return nil, errSignIn
 	}
 	ok, rehash, err := credential.VerifyPassword(string(pw.Secret), password, s.cfg.PasswordParams)
@@ -109,12 +120,21 @@ func (s *Service) SignIn(ctx context.Context, identifier, password string, meta 
 		s.log.Error("stored password hash unreadable", "account", a.ID, "err", err)
 		ok = false
 	}
-	if a.Locked() || a.Status != recourse.StatusActive {
+	if a.Locked() || a.Status != recourse.StatusActive || a.FrozenAt != nil {
 		s.log.Info("sign-in refused", "account", a.ID, "reason", "locked or inactive", "status", a.Status, "ip", meta.IP)
+		reason := "account " + string(a.Status)
+		if a.Locked() {
+			reason = "account locked"
+		}
+		e := recourse.AuditEvent{Action: recourse.ActionSignInPassword, Outcome: recourse.OutcomeDenied, SubjectID: a.ID,
+			Reason: reason, Attributes: map[string]string{"method": "pwd", "password_correct": strconv.FormatBool(ok)}}
+		if err := s.recordAuditTx(ctx, e, meta); err != nil {
+			return nil, internal("sign in", err)
+		}
 		return nil, errSignIn
 	}
 	if !ok {
-		return nil, s.signInFailed(ctx, a, meta, "wrong password")
+		return nil, s.signInFailed(ctx, a, meta, recourse.ActionSignInPassword, "pwd", "wrong password")
 	}
 	if rehash {
 		if h, err := hashPassword(password, s.cfg.PasswordParams); err == nil {
@@ -151,7 +171,15 @@ func (s *Service) SignIn(ctx context.Context, identifier, password string, meta 
 				return err
 			}
 		}
-		return tx.CreateSession(ctx, ses)
+		if err := tx.CreateSession(ctx, ses); err != nil {
+			return err
+		}
+		attrs := map[string]string{"session_id": ses.ID, "aal": strconv.Itoa(ses.AAL)}
+		if len(factors) > 0 {
+			attrs["second_factor"] = "pending"
+		}
+		return s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionSignInPassword, Outcome: recourse.OutcomeSuccess,
+			SubjectID: a.ID, Attributes: attrs, Evidence: []string{"pwd"}}, meta)
 	})
 	if err != nil {
 		return nil, internal("sign in", err)
@@ -160,25 +188,42 @@ func (s *Service) SignIn(ctx context.Context, identifier, password string, meta 
 	return &SignIn{Token: token, Session: ses, SecondFactors: factors}, nil
 }
 
-// signInFailed counts a failure atomically and, when the count reaches the
-// limit, locks the account and tells its owner.
-func (s *Service) signInFailed(ctx context.Context, a *recourse.Account, meta Meta, reason string) error {
-	n, locked, err := s.store.RecordSignInFailure(ctx, a.ID, s.cfg.SignInFailureLimit, s.now())
+// signInFailed counts a failure atomically and records it in the audit log,
+// in one transaction; when the count reaches the limit, the same
+// transaction locks the account, records the lock-out (an alert) and tells
+// the owner. action is the step that failed, method the evidence tried.
+func (s *Service) signInFailed(ctx context.Context, a *recourse.Account, meta Meta, action, method, reason string) error {
+	var n int
+	var locked bool
+	err := s.store.InTx(ctx, func(tx recourse.Tx) error {
+		var err error
+		if n, locked, err = tx.RecordSignInFailure(ctx, a.ID, s.cfg.SignInFailureLimit, s.now()); err != nil {
+			return err
+		}
+		if err := s.recordAudit(ctx, tx, recourse.AuditEvent{Action: action, Outcome: recourse.OutcomeFailure, SubjectID: a.ID,
+			Reason: reason, Attributes: map[string]string{"method": method, "failures": strconv.Itoa(n)}}, meta); err != nil {
+			return err
+		}
+		if !locked || n != s.cfg.SignInFailureLimit {
+			return nil
+		}
+		if err := s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionAccountLock, Outcome: recourse.OutcomeSuccess,
+			SubjectID: a.ID, Actor: recourse.AuditActor{Role: recourse.ActorSystem},
+			Reason: strconv.Itoa(n) + " consecutive failed sign-ins",
+			Before: map[string]string{"locked": "false"}, After: map[string]string{"locked": "true"}}, meta); err != nil {
+			return err
+		}
+		return s.notifyAccount(ctx, tx, a, "Your account was locked", []string{
+			"Your account was locked after too many failed sign-in attempts.",
+			"To get back in, use \"Can't sign in?\" on the sign-in page or contact the help desk.",
+		}, meta)
+	})
 	if err != nil {
 		return internal("record sign-in failure", err)
 	}
 	s.log.Info("sign-in failed", "account", a.ID, "reason", reason, "failures", n, "locked", locked, "ip", meta.IP)
 	if locked && n == s.cfg.SignInFailureLimit {
 		s.log.Warn("account locked after repeated sign-in failures", "account", a.ID, "failures", n)
-		err := s.store.InTx(ctx, func(tx recourse.Tx) error {
-			return s.notifyAccount(ctx, tx, a, "Your account was locked", []string{
-				"Your account was locked after too many failed sign-in attempts.",
-				"To get back in, use \"Can't sign in?\" on the sign-in page or contact the help desk.",
-			}, meta)
-		})
-		if err != nil {
-			s.log.Error("lock-out notice not recorded", "account", a.ID, "err", err)
-		}
 	}
 	return errSignIn
 }
@@ -239,7 +284,7 @@ func (s *Service) pending(ctx context.Context, token string) (*recourse.Session,
 	if err != nil {
 		return nil, nil, internal("read account", err)
 	}
-	if a.Locked() || a.Status != recourse.StatusActive {
+	if a.Locked() || a.Status != recourse.StatusActive || a.FrozenAt != nil {
 		return nil, nil, errSignIn
 	}
 	return ses, a, nil
@@ -257,8 +302,8 @@ func (s *Service) PendingSignIn(ctx context.Context, token string) (*recourse.Ac
 
 // completeSignIn upgrades a pending session: a fresh token (the old one dies,
 // so a token seen before the second factor is worthless), the proven AAL and
-// its lifetimes.
-func (s *Service) completeSignIn(ctx context.Context, tx recourse.Tx, ses *recourse.Session, aal int, method string) (*SignIn, error) {
+// its lifetimes; the success is audited in the same transaction.
+func (s *Service) completeSignIn(ctx context.Context, tx recourse.Tx, ses *recourse.Session, aal int, method string, meta Meta) (*SignIn, error) {
 	now := s.now()
 	token := credential.NewToken(SessionTokenPrefix)
 	ses.TokenHash = s.tokenHash(token)
@@ -270,6 +315,12 @@ func (s *Service) completeSignIn(ctx context.Context, tx recourse.Tx, ses *recou
 		return nil, err
 	}
 	if err := tx.ResetSignInFailures(ctx, ses.AccountID); err != nil {
+		return nil, err
+	}
+	err := s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionSignInSecondFactor, Outcome: recourse.OutcomeSuccess,
+		SubjectID: ses.AccountID, Evidence: slices.Clone(ses.Methods),
+		Attributes: map[string]string{"session_id": ses.ID, "aal": strconv.Itoa(aal), "method": method}}, meta)
+	if err != nil {
 		return nil, err
 	}
 	return &SignIn{Token: token, Session: ses}, nil
@@ -290,14 +341,14 @@ func (s *Service) SignInTOTP(ctx context.Context, token, code string, meta Meta)
 		return nil, err
 	}
 	if au == nil {
-		return nil, s.signInFailed(ctx, a, meta, "wrong or replayed TOTP code")
+		return nil, s.signInFailed(ctx, a, meta, recourse.ActionSignInSecondFactor, "otp", "wrong or replayed TOTP code")
 	}
 	var res *SignIn
 	err = s.store.InTx(ctx, func(tx recourse.Tx) error {
 		if err := s.event(ctx, tx, au, recourse.AuthEventUsed, meta); err != nil {
 			return err
 		}
-		res, err = s.completeSignIn(ctx, tx, ses, recourse.AAL2, "otp")
+		res, err = s.completeSignIn(ctx, tx, ses, recourse.AAL2, "otp", meta)
 		return err
 	})
 	if err != nil {
@@ -354,7 +405,7 @@ func (s *Service) SignInRecoveryCode(ctx context.Context, token, code string, me
 	}
 	norm, ok := credential.NormalizeRecoveryCode(code)
 	if !ok {
-		return nil, s.signInFailed(ctx, a, meta, "malformed recovery code")
+		return nil, s.signInFailed(ctx, a, meta, recourse.ActionSignInSecondFactor, "rcode", "malformed recovery code")
 	}
 	now := s.now()
 	var res *SignIn
@@ -384,11 +435,11 @@ func (s *Service) SignInRecoveryCode(ctx context.Context, token, code string, me
 		}, meta); err != nil {
 			return err
 		}
-		res, err = s.completeSignIn(ctx, tx, ses, recourse.AAL2, "rcode")
+		res, err = s.completeSignIn(ctx, tx, ses, recourse.AAL2, "rcode", meta)
 		return err
 	})
 	if errors.Is(err, recourse.ErrNotFound) {
-		return nil, s.signInFailed(ctx, a, meta, "wrong or used recovery code")
+		return nil, s.signInFailed(ctx, a, meta, recourse.ActionSignInSecondFactor, "rcode", "wrong or used recovery code")
 	}
 	if err != nil {
 		return nil, internal("sign in", err)

@@ -141,7 +141,7 @@ func (s *Server) totpBegin(w http.ResponseWriter, r *http.Request) {
 		s.renderError(w, r, err)
 		return
 	}
-	enr, err := s.svc.BeginTOTP(r.Context(), principalFrom(r), r.PostFormValue("name"))
+	enr, err := s.svc.BeginTOTP(r.Context(), principalFrom(r), r.PostFormValue("name"), s.meta(r))
 	if err != nil {
 		s.actionFailed(w, r, err)
 		return
@@ -263,7 +263,7 @@ func (s *Server) channelConfirm(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) channelResend(w http.ResponseWriter, r *http.Request) {
-	if err := s.svc.ResendChannelCode(r.Context(), principalFrom(r), r.PathValue("id")); err != nil {
+	if err := s.svc.ResendChannelCode(r.Context(), principalFrom(r), r.PathValue("id"), s.meta(r)); err != nil {
 		s.actionFailed(w, r, err)
 		return
 	}
@@ -290,7 +290,7 @@ func (s *Server) recoveryContacts(w http.ResponseWriter, r *http.Request) {
 func (s *Server) sessionRevoke(w http.ResponseWriter, r *http.Request) {
 	p := principalFrom(r)
 	id := r.PathValue("id")
-	if err := s.svc.RevokeSession(r.Context(), p, id); err != nil {
+	if err := s.svc.RevokeSession(r.Context(), p, id, s.meta(r)); err != nil {
 		s.actionFailed(w, r, err)
 		return
 	}

@@ -222,7 +222,7 @@ func (s *Server) secondFactorWebAuthnFinish(w http.ResponseWriter, r *http.Reque
 }
 
 func (s *Server) signout(w http.ResponseWriter, r *http.Request) {
-	if err := s.svc.SignOut(r.Context(), sessionToken(r)); err != nil {
+	if err := s.svc.SignOut(r.Context(), sessionToken(r), s.meta(r)); err != nil {
 		s.renderError(w, r, err)
 		return
 	}

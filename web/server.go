@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/recourse/recourse"
 	"github.com/recourse/recourse/service"
 )
 
@@ -117,6 +118,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /account/sessions/{id}/revoke", s.requireSignIn(s.sessionRevoke))
 	mux.HandleFunc("POST /account/sessions/revoke-all", s.requireSignIn(s.sessionRevokeAll))
 
+	s.auditRoutes(mux)
+
 	if s.cfg.DevMode || s.cfg.Demo {
 		mux.HandleFunc("GET /dev/outbox", s.outboxPage)
 		mux.HandleFunc("GET /dev/demo", s.demoPage)
@@ -201,5 +204,5 @@ func (s *Server) trusted(a netip.Addr) bool {
 }
 
 func (s *Server) meta(r *http.Request) service.Meta {
-	return service.Meta{IP: s.clientIP(r), UserAgent: r.UserAgent()}
+	return service.Meta{IP: s.clientIP(r), UserAgent: r.UserAgent(), RequestID: requestIDFrom(r), Channel: recourse.ViaWeb}
 }

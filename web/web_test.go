@@ -119,7 +119,7 @@ func (e *env) person(t *testing.T, id string) {
 	a := &recourse.Account{ID: id, Username: id, DisplayName: "Person " + id, Kind: recourse.KindHuman, Status: recourse.StatusActive,
 		Employment: recourse.EmploymentEmployee, IAL: 2,
 		Emails: []recourse.Channel{{Kind: recourse.ChannelEmail, Address: id + "@example.com", Verified: true}}}
-	if err := e.svc.CreateAccount(t.Context(), a); err != nil {
+	if err := e.svc.CreateAccount(t.Context(), a, service.Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.svc.SetPassword(t.Context(), id, "violet-lantern-carousel", service.Meta{}); err != nil {

@@ -76,7 +76,7 @@ func cmdAccount(ctx context.Context, args []string, getenv func(string) string, 
 				j.ContractEnd = &t
 			}
 			a := j.Account()
-			if err := svc.CreateAccount(ctx, a); err != nil {
+			if err := svc.CreateAccount(ctx, a, cliMeta); err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "created account %s (%s)\n", a.ID, a.Username)
@@ -85,7 +85,7 @@ func cmdAccount(ctx context.Context, args []string, getenv func(string) string, 
 				if err != nil {
 					return err
 				}
-				if err := svc.SetPassword(ctx, a.ID, pw, service.Meta{IP: "cli"}); err != nil {
+				if err := svc.SetPassword(ctx, a.ID, pw, cliMeta); err != nil {
 					return fmt.Errorf("account created, but the password was refused: %w", err)
 				}
 				fmt.Fprintln(stdout, "password set")
@@ -110,7 +110,7 @@ func cmdAccount(ctx context.Context, args []string, getenv func(string) string, 
 			if err != nil {
 				return fmt.Errorf("import refused, nothing changed: %w", err)
 			}
-			res, err := svc.ImportAccounts(ctx, accts)
+			res, err := svc.ImportAccounts(ctx, accts, cliMeta)
 			if err != nil {
 				return fmt.Errorf("import refused, nothing changed: %w", err)
 			}
@@ -182,7 +182,7 @@ func cmdAccount(ctx context.Context, args []string, getenv func(string) string, 
 			if fs.NArg() != 1 {
 				return usageError{"account unlock: give one account ID"}
 			}
-			if err := svc.UnlockAccount(ctx, fs.Arg(0)); err != nil {
+			if err := svc.UnlockAccount(ctx, fs.Arg(0), cliMeta); err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "unlocked %s\n", fs.Arg(0))
@@ -197,7 +197,7 @@ func cmdAccount(ctx context.Context, args []string, getenv func(string) string, 
 			if err != nil {
 				return err
 			}
-			if err := svc.SetPassword(ctx, fs.Arg(0), pw, service.Meta{IP: "cli"}); err != nil {
+			if err := svc.SetPassword(ctx, fs.Arg(0), pw, cliMeta); err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "password set for %s\n", fs.Arg(0))
@@ -225,6 +225,11 @@ func cmdAccount(ctx context.Context, args []string, getenv func(string) string, 
 	}
 	return describe(run(svc))
 }
+
+// cliMeta is how commands run at the terminal appear in the audit log: an
+// administrator (someone with the database and the master key) through
+// the CLI.
+var cliMeta = service.Meta{Channel: recourse.ViaCLI, Actor: recourse.AuditActor{Role: recourse.ActorAdmin}, UserAgent: "recourse-cli"}
 
 // describe turns a domain error into a readable CLI error.
 func describe(err error) error {

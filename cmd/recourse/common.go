@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"github.com/recourse/recourse/service"
 	"github.com/recourse/recourse/store/postgres"
 	"github.com/recourse/recourse/store/sqlite"
+	"github.com/recourse/recourse/store/sqlstore"
 )
 
 // commonFlags are accepted by every command that touches the database.
@@ -113,6 +115,19 @@ func openStore(ctx context.Context, c *Config, migrate bool) (recourse.Store, er
 	return nil, errors.New("database: unsupported")
 }
 
+// sqlDB returns the database under a store, for the job queue.
+func sqlDB(st recourse.Store) (*sql.DB, string, error) {
+	switch s := st.(type) {
+	case *sqlstore.Store:
+		return s.DB(), "sqlite", nil
+	case *postgres.Store:
+		return s.DB(), "postgres", nil
+	case interface{ Unwrap() recourse.Store }:
+		return sqlDB(s.Unwrap())
+	}
+	return nil, "", fmt.Errorf("no SQL database under %T", st)
+}
+
 // serviceConfig translates the file configuration for the service.
 func serviceConfig(c *Config) service.Config {
 	sc := service.DefaultConfig()
@@ -129,6 +144,9 @@ func serviceConfig(c *Config) service.Config {
 		recourse.AAL3: {Absolute: time.Duration(c.Auth.AAL3Absolute), Idle: time.Duration(c.Auth.AAL3Idle)},
 	}
 	sc.Issuer = c.Issuer
+	if pub, err := c.publicURL(); err == nil {
+		sc.PublicURL = pub.String()
+	}
 	return sc
 }
 
@@ -139,7 +157,7 @@ func randomKey() ([]byte, error) {
 }
 
 // newService wires the service for a command.
-func newService(ctx context.Context, c *Config, st recourse.Store, log *slog.Logger, withWebAuthn bool) (*service.Service, error) {
+func newService(ctx context.Context, c *Config, st recourse.Store, log *slog.Logger, withWebAuthn bool, sched ...service.Scheduler) (*service.Service, error) {
 	key, created, err := c.loadMasterKey(randomKey)
 	if err != nil {
 		return nil, err
@@ -165,7 +183,9 @@ func newService(ctx context.Context, c *Config, st recourse.Store, log *slog.Log
 			wa = nil
 		}
 	}
-	return service.New(service.Options{
-		Store: st, Config: serviceConfig(c), Keys: service.Keys{Master: key}, Logger: log, WebAuthn: wa,
-	})
+	o := service.Options{Store: st, Config: serviceConfig(c), Keys: service.Keys{Master: key}, Logger: log, WebAuthn: wa}
+	if len(sched) > 0 {
+		o.Scheduler = sched[0]
+	}
+	return service.New(o)
 }

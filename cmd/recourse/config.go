@@ -36,6 +36,10 @@ type Config struct {
 	// holding it. With SQLite and neither set, a key is created in DataDir.
 	MasterKey     string `yaml:"master_key"`
 	MasterKeyFile string `yaml:"master_key_file"`
+	// AuditSigningKey signs the audit log's checkpoints (a note signer key,
+	// `recourse audit keygen`). With SQLite and none set, DataDir/audit.key
+	// is created; with PostgreSQL it is required.
+	AuditSigningKey string `yaml:"audit_signing_key"`
 	// TLSCert and TLSKey serve HTTPS directly.
 	TLSCert string `yaml:"tls_cert"`
 	TLSKey  string `yaml:"tls_key"`
@@ -147,6 +151,7 @@ var envVars = []struct {
 	{"RECOURSE_PUBLIC_URL", func(c *Config, v string) error { c.PublicURL = v; return nil }},
 	{"RECOURSE_MASTER_KEY", func(c *Config, v string) error { c.MasterKey = v; return nil }},
 	{"RECOURSE_MASTER_KEY_FILE", func(c *Config, v string) error { c.MasterKeyFile = v; return nil }},
+	{"RECOURSE_AUDIT_SIGNING_KEY", func(c *Config, v string) error { c.AuditSigningKey = v; return nil }},
 	{"RECOURSE_TLS_CERT", func(c *Config, v string) error { c.TLSCert = v; return nil }},
 	{"RECOURSE_TLS_KEY", func(c *Config, v string) error { c.TLSKey = v; return nil }},
 	{"RECOURSE_TRUSTED_PROXIES", func(c *Config, v string) error { c.TrustedProxies = splitList(v); return nil }},

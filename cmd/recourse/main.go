@@ -53,6 +53,7 @@ Commands:
   migrate    apply database schema migrations
   account    manage the directory: create, import, list, show, unlock, set-password
   policy     check and explain the policy: lint, explain, test, show
+  audit      the tamper-evident audit log: verify, prove, consistency, check, export, tail, key
   keygen     print a new random master key (base64)
   version    print the version
 
@@ -74,6 +75,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return cmdAccount(ctx, args[1:], getenv, stdin, stdout, stderr)
 	case "policy":
 		return cmdPolicy(ctx, args[1:], getenv, stdin, stdout, stderr)
+	case "audit":
+		return cmdAudit(ctx, args[1:], getenv, stdout, stderr)
 	case "keygen":
 		return cmdKeygen(stdout)
 	case "version", "--version", "-version":

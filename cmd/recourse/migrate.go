@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/recourse/recourse/jobs"
 	"github.com/recourse/recourse/store/postgres"
 	"github.com/recourse/recourse/store/sqlite"
 	"github.com/recourse/recourse/store/sqlstore"
@@ -42,6 +43,9 @@ func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, 
 	// Open already applied what was pending; Migrate again is a no-op that
 	// confirms the lock and the version.
 	if _, err := sqlstore.Migrate(ctx, db, d, time.Now()); err != nil {
+		return err
+	}
+	if err := jobs.Migrate(ctx, db, d.Name, nil); err != nil {
 		return err
 	}
 	current, latest, err := sqlstore.SchemaVersion(ctx, db, d)

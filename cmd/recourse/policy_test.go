@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/recourse/recourse"
 	"github.com/recourse/recourse/policy"
 )
 
@@ -126,27 +127,44 @@ func TestPolicyWatcher(t *testing.T) {
 	w := newPolicyWatcher(path, svc, log, reloads)
 	first := svc.Policy().Digest()
 
-	w.check(false) // unchanged file: nothing happens
+	w.check(t.Context(), false) // unchanged file: nothing happens
 	if got := testutil.ToFloat64(reloads.WithLabelValues("ok")); got != 0 {
 		t.Fatalf("reloaded an unchanged file")
 	}
 	// A valid change is picked up.
 	os.WriteFile(path, []byte(strings.Replace(src, "code_ttl: 10m", "code_ttl: 5m", 1)), 0o600)
-	w.check(false)
+	w.check(t.Context(), false)
 	second := svc.Policy().Digest()
 	if second == first || testutil.ToFloat64(reloads.WithLabelValues("ok")) != 1 {
 		t.Fatal("a changed policy was not loaded")
 	}
 	// An invalid one is refused and the old one stays.
 	os.WriteFile(path, []byte(strings.Replace(src, "version: 1", "version: 2", 1)), 0o600)
-	w.check(false)
+	w.check(t.Context(), false)
 	if svc.Policy().Digest() != second || testutil.ToFloat64(reloads.WithLabelValues("refused")) != 1 {
 		t.Fatal("an invalid policy replaced the one in force")
 	}
 	// An unsafe one (lint error) is refused too, even on SIGHUP.
 	os.WriteFile(path, []byte(strings.Replace(src, "              - recovery_code: {}\n              - all:\n                  - code: {channel: email}", "              - attestation: {}\n              - all:\n                  - code: {channel: email}", 1)), 0o600)
-	w.check(true)
+	w.check(t.Context(), true)
 	if svc.Policy().Digest() != second || testutil.ToFloat64(reloads.WithLabelValues("refused")) != 2 {
 		t.Fatal("a policy with lint errors was put in force")
+	}
+	// Every reload attempt is in the audit log, with its digest or its error.
+	recs, err := st.UnsequencedAuditEvents(t.Context(), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var outcomes []string
+	for _, r := range recs {
+		if e, _ := recourse.ParseAuditEvent(r.Data); e.Action == recourse.ActionPolicyLoad {
+			outcomes = append(outcomes, string(e.Outcome))
+			if e.Outcome == recourse.OutcomeSuccess && e.PolicyDigest != second {
+				t.Errorf("policy.load digest = %q, want %q", e.PolicyDigest, second)
+			}
+		}
+	}
+	if strings.Join(outcomes, ",") != "success,failure,failure" {
+		t.Errorf("policy.load outcomes = %v", outcomes)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/recourse/recourse/credential"
+	"github.com/recourse/recourse/jobs"
 	"github.com/recourse/recourse/policy"
 	"github.com/recourse/recourse/service"
 	"github.com/recourse/recourse/web"
@@ -63,16 +64,38 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	defer st.Close()
-	svc, err := newService(ctx, c, st, log, true)
+	// The service writes through a store that nudges the audit sequencer.
+	seq, audited, err := startAudit(c, st, log)
+	if err != nil {
+		return err
+	}
+	db, dialect, err := sqlDB(st)
+	if err != nil {
+		return err
+	}
+	if c.AutoMigrate {
+		if err := jobs.Migrate(ctx, db, dialect, log); err != nil {
+			return err
+		}
+	}
+	queue, err := jobs.New(db, dialect, log, jobs.Options{})
+	if err != nil {
+		return err
+	}
+	svc, err := newService(ctx, c, audited, log, true, queue)
 	if err != nil {
 		return err
 	}
 	pol, findings, err := loadPolicyFile(c.Policy)
 	if err != nil {
+		_ = svc.RecordPolicyLoad(ctx, "", c.Policy, false, err.Error())
 		return fmt.Errorf("policy: %w", err)
 	}
 	for _, f := range findings {
 		log.Warn("policy lint warning", "policy", pol.Source, "finding", f.String())
+	}
+	if err := svc.RecordPolicyLoad(ctx, pol.Digest(), pol.Source, true, ""); err != nil {
+		return err
 	}
 	svc.SetPolicy(pol)
 
@@ -97,6 +120,13 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	}, []string{"result"})
 	if err := reg.Register(reloads); err != nil {
 		return err
+	}
+	if err := registerAuditMetrics(reg, seq); err != nil {
+		return err
+	}
+	// Sign what is pending before serving, so the log is current from the start.
+	if _, err := seq.Drain(ctx); err != nil {
+		log.Error("audit sequencing failed at start; events wait for the next round", "err", err)
 	}
 	srv, err := web.New(svc, web.Config{
 		DevMode: c.Dev, Demo: *demo, SecureTransport: pub.Scheme == "https", TrustedProxies: proxies, Version: version(),
@@ -149,6 +179,17 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		return hs.Shutdown(sctx)
 	})
 	g.Go(func() error { return sweepSessions(gctx, svc, log) })
+	g.Go(func() error { return seq.Run(gctx, 200*time.Millisecond) })
+	g.Go(func() error {
+		// River runs its own goroutines; this one owns its start and stop.
+		if err := queue.Start(context.WithoutCancel(gctx), svc); err != nil {
+			return fmt.Errorf("job queue: %w", err)
+		}
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return queue.Stop(sctx)
+	})
 	watcher := newPolicyWatcher(c.Policy, svc, log, reloads)
 	g.Go(func() error { return watcher.run(gctx, 2*time.Second) })
 	return g.Wait()
@@ -189,15 +230,16 @@ func (w *policyWatcher) run(ctx context.Context, every time.Duration) error {
 		case <-ctx.Done():
 			return nil
 		case <-hup:
-			w.check(true)
+			w.check(ctx, true)
 		case <-t.C:
-			w.check(false)
+			w.check(ctx, false)
 		}
 	}
 }
 
-// check reloads when forced or when the file's content changed.
-func (w *policyWatcher) check(force bool) {
+// check reloads when forced or when the file's content changed. Every
+// attempt is audited; a policy whose load cannot be audited is refused.
+func (w *policyWatcher) check(ctx context.Context, force bool) {
 	if w.path == "" {
 		if force {
 			w.log.Info("SIGHUP: the built-in policy is in force; set policy in the configuration to load a file")
@@ -213,6 +255,9 @@ func (w *policyWatcher) check(force bool) {
 	}
 	p, findings, err := loadPolicyFile(w.path)
 	if err != nil {
+		if aerr := w.svc.RecordPolicyLoad(ctx, "", w.path, false, err.Error()); aerr != nil {
+			w.log.Error("policy reload refusal not audited", "err", aerr)
+		}
 		w.reloads.WithLabelValues("refused").Inc()
 		w.log.Error("policy reload refused; the policy in force stays", "file", w.path, "err", err, "in_force", w.svc.Policy().ShortDigest())
 		return
@@ -222,6 +267,11 @@ func (w *policyWatcher) check(force bool) {
 	}
 	if p.Digest() == w.svc.Policy().Digest() {
 		w.reloads.WithLabelValues("unchanged").Inc()
+		return
+	}
+	if err := w.svc.RecordPolicyLoad(ctx, p.Digest(), w.path, true, ""); err != nil {
+		w.reloads.WithLabelValues("refused").Inc()
+		w.log.Error("policy reload refused: it could not be audited", "file", w.path, "err", err)
 		return
 	}
 	w.svc.SetPolicy(p)

@@ -31,6 +31,9 @@ func Dialect() sqlstore.Dialect {
 		Migrations: sub,
 		// BEGIN IMMEDIATE already serialises writers.
 		ForUpdate: "",
+		ListContains: func(col, param string) string {
+			return "EXISTS (SELECT 1 FROM json_each(" + col + ") WHERE json_each.value = " + param + ")"
+		},
 		IsUniqueViolation: func(err error) bool {
 			var e *sqlite.Error
 			if !errors.As(err, &e) {

@@ -24,6 +24,13 @@ type Dialect struct {
 	ForUpdate string
 	// IsUniqueViolation reports whether err is a unique-constraint failure.
 	IsUniqueViolation func(err error) bool
+	// SequencerLock is a query returning one boolean: whether the current
+	// transaction now holds the audit sequencer's lock (held until it ends).
+	// Empty where every write transaction already excludes the others.
+	SequencerLock string
+	// ListContains returns a condition that the JSON list in column col
+	// contains the text parameter param (e.g. "$1").
+	ListContains func(col, param string) string
 	// LockMigrations takes a lock that serialises migrations across
 	// processes, held on conn until unlock is called.
 	LockMigrations func(ctx context.Context, conn *sql.Conn) (unlock func(), err error)

@@ -153,17 +153,18 @@ func affected(res sql.Result, err error) (int, error) {
 // ---- accounts ----
 
 const accountColumns = `id, username, display_name, kind, status, employment, contract_end, manager_id, sponsor_id,
-    owners, group_names, roles, recovery_contacts, ial, failed_signins, locked_at, created_at, updated_at, version`
+    owners, group_names, roles, recovery_contacts, ial, failed_signins, locked_at, created_at, updated_at, version,
+    recovery_failures, frozen_at`
 
 type scanner interface{ Scan(dest ...any) error }
 
 func scanAccount(r scanner) (*recourse.Account, error) {
 	var a recourse.Account
-	var contractEnd, lockedAt sql.NullTime
+	var contractEnd, lockedAt, frozenAt sql.NullTime
 	var owners, groups, roles, contacts string
 	if err := r.Scan(&a.ID, &a.Username, &a.DisplayName, &a.Kind, &a.Status, &a.Employment, &contractEnd,
 		&a.ManagerID, &a.SponsorID, &owners, &groups, &roles, &contacts, &a.IAL, &a.FailedSignIns, &lockedAt,
-		&a.CreatedAt, &a.UpdatedAt, &a.Version); err != nil {
+		&a.CreatedAt, &a.UpdatedAt, &a.Version, &a.RecoveryFailures, &frozenAt); err != nil {
 		return nil, err
 	}
 	var err error
@@ -181,6 +182,7 @@ func scanAccount(r scanner) (*recourse.Account, error) {
 	}
 	a.ContractEnd = timePtr(contractEnd)
 	a.LockedAt = timePtr(lockedAt)
+	a.FrozenAt = timePtr(frozenAt)
 	a.CreatedAt, a.UpdatedAt = utc(a.CreatedAt), utc(a.UpdatedAt)
 	return &a, nil
 }
@@ -297,10 +299,10 @@ func (s queries) CreateAccount(ctx context.Context, a *recourse.Account) error {
 			a.Version = 1
 		}
 		_, err := s.q.ExecContext(ctx, `INSERT INTO accounts (`+accountColumns+`)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`,
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)`,
 			a.ID, a.Username, a.DisplayName, a.Kind, a.Status, a.Employment, nullTime(a.ContractEnd), a.ManagerID, a.SponsorID,
 			jsonList(a.Owners), jsonList(a.Groups), jsonList(a.Roles), jsonList(a.RecoveryContacts), a.IAL,
-			a.FailedSignIns, nullTime(a.LockedAt), utc(a.CreatedAt), utc(a.UpdatedAt), a.Version)
+			a.FailedSignIns, nullTime(a.LockedAt), utc(a.CreatedAt), utc(a.UpdatedAt), a.Version, a.RecoveryFailures, nullTime(a.FrozenAt))
 		if err != nil {
 			return s.wrap("create account", err)
 		}

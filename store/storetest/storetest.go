@@ -37,6 +37,15 @@ func Run(t *testing.T, newStore func(t *testing.T) recourse.Store) {
 		{"Sessions", testSessions},
 		{"Outbox", testOutbox},
 		{"TxRollback", testTxRollback},
+		{"RecoveryLifecycle", testRecoveryLifecycle},
+		{"RecoveryTokenRace", testRecoveryTokenRace},
+		{"RecoveryChallengeAttempts", testRecoveryChallengeAttempts},
+		{"RecoveryVotesOncePerPerson", testRecoveryVotesOncePerPerson},
+		{"RecoveryFailuresAndFreeze", testRecoveryFailuresAndFreeze},
+		{"AuditAppendAndSequence", testAuditAppendAndSequence},
+		{"AuditHashesAndCheckpoints", testAuditHashesAndCheckpoints},
+		{"AuditListFilters", testAuditListFilters},
+		{"AuditRollback", testAuditRollback},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,638 @@
+package jobs_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	"github.com/recourse/recourse"
+	"github.com/recourse/recourse/credential"
+	"github.com/recourse/recourse/jobs"
+	"github.com/recourse/recourse/service"
+	"github.com/recourse/recourse/store/postgres"
+	"github.com/recourse/recourse/store/sqlite"
+)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// world is a running Recourse core: a real store, River and the service.
+type world struct {
+	t       *testing.T
+	store   recourse.Store
+	svc     *service.Service
+	queue   *jobs.Queue
+	clock   *clock
+	secrets map[string]string
+	events  <-chan *river.Event
+}
+
+// backends runs fn on SQLite, and on PostgreSQL when
+// RECOURSE_TEST_POSTGRES_DSN is set (required under CI=true).
+func backends(t *testing.T, fn func(t *testing.T, w *world)) {
+	t.Run("sqlite", func(t *testing.T) { fn(t, newWorld(t, "sqlite")) })
+	t.Run("postgres", func(t *testing.T) { fn(t, newWorld(t, "postgres")) })
+}
+
+func pgDSN(t *testing.T) string {
+	t.Helper()
+	dsn := os.Getenv("RECOURSE_TEST_POSTGRES_DSN")
+	if dsn == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CI=true but RECOURSE_TEST_POSTGRES_DSN is not set")
+		}
+		t.Skip("set RECOURSE_TEST_POSTGRES_DSN to run the PostgreSQL workflow tests")
+	}
+	schema := "t_" + recourse.NewID("")
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(t.Context(), fmt.Sprintf(`CREATE SCHEMA %q`, schema)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		db, err := sql.Open("pgx", dsn)
+		if err == nil {
+			_, _ = db.ExecContext(context.Background(), fmt.Sprintf(`DROP SCHEMA %q CASCADE`, schema))
+			db.Close()
+		}
+	})
+	u, _ := url.Parse(dsn)
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+func newWorld(t *testing.T, backend string) *world {
+	t.Helper()
+	ctx := t.Context()
+	var st recourse.Store
+	var db *sql.DB
+	switch backend {
+	case "sqlite":
+		s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "w.db"), sqlite.Options{Migrate: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, db = s, s.DB()
+	case "postgres":
+		s, err := postgres.Open(ctx, pgDSN(t), postgres.Options{Migrate: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, db = s, s.DB()
+	}
+	if err := jobs.Migrate(ctx, db, backend, nil); err != nil {
+		t.Fatal(err)
+	}
+	q, err := jobs.New(db, backend, nil, jobs.Options{PollInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &clock{t: time.Now().UTC().Truncate(time.Second)}
+	cfg := service.DefaultConfig()
+	cfg.PasswordParams = credential.PasswordParams{Time: 1, MemoryKiB: 64, Threads: 1, KeyLen: 32, SaltLen: 16}
+	cfg.PublicURL = "https://recourse.example.com"
+	cfg.SignInRatePerMinute, cfg.SignInBurst = 6000, 1000
+	svc, err := service.New(service.Options{Store: st, Clock: c, Config: cfg, Keys: service.Keys{Master: []byte(strings.Repeat("w", 32))}, Scheduler: q})
+	if err != nil {
+		t.Fatal(err)
+	}
+	users, err := svc.SeedDemo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &world{t: t, store: st, svc: svc, queue: q, clock: c, secrets: map[string]string{}}
+	for _, u := range users {
+		w.secrets[u.Username] = u.TOTPSecret
+	}
+	events, cancel := q.Subscribe(river.EventKindJobCompleted, river.EventKindJobFailed)
+	w.events = events
+	runCtx, stop := context.WithCancel(context.Background())
+	if err := q.Start(runCtx, svc); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sctx, c2 := context.WithTimeout(context.Background(), 10*time.Second)
+		defer c2()
+		_ = q.Stop(sctx)
+		stop()
+		cancel()
+		st.Close()
+	})
+	return w
+}
+
+func meta() service.Meta {
+	return service.Meta{IP: "192.0.2.10", UserAgent: "test browser", Channel: recourse.ViaWeb}
+}
+
+// start answers "Can't sign in?" and waits for its job.
+func (w *world) start(identifier, lost string) *service.RecoveryStart {
+	w.t.Helper()
+	rs, err := w.svc.StartRecovery(w.t.Context(), identifier, lost, meta())
+	if err != nil {
+		w.t.Fatalf("StartRecovery: %v", err)
+	}
+	w.waitJob("recovery_start")
+	return rs
+}
+
+func (w *world) waitJob(kind string) {
+	w.t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case ev := <-w.events:
+			if ev.Job.Kind != kind {
+				continue
+			}
+			if ev.Kind == river.EventKindJobFailed {
+				w.t.Fatalf("job %s failed: %v", kind, ev.Job.Errors)
+			}
+			return
+		case <-deadline:
+			w.t.Fatalf("job %s did not run within 20s", kind)
+		}
+	}
+}
+
+var reCode = regexp.MustCompile(`recovery code is (\d{6})\.`)
+
+// code returns the newest recovery code sent to an address.
+func (w *world) code(to string) string {
+	w.t.Helper()
+	msgs, err := w.store.OutboxMessages(w.t.Context(), 500)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	for _, m := range msgs {
+		if m.To == to {
+			if c := reCode.FindStringSubmatch(m.Body); c != nil {
+				return c[1]
+			}
+		}
+	}
+	w.t.Fatalf("no recovery code sent to %s", to)
+	return ""
+}
+
+// mail returns the newest message to an address whose subject contains s.
+func (w *world) mail(to, subject string) *recourse.OutboxMessage {
+	w.t.Helper()
+	msgs, _ := w.store.OutboxMessages(w.t.Context(), 1000)
+	for _, m := range msgs {
+		if m.To == to && strings.Contains(m.Subject, subject) {
+			return m
+		}
+	}
+	return nil
+}
+
+func (w *world) totp(username string) string {
+	w.t.Helper()
+	w.clock.Add(30 * time.Second) // a fresh step: codes are single use
+	c, err := credential.TOTPCode(w.secrets[username], w.clock.Now())
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return c
+}
+
+// signIn signs a demo person in with password and TOTP.
+func (w *world) signIn(username string) (*service.Principal, string) {
+	w.t.Helper()
+	ctx := w.t.Context()
+	res, err := w.svc.SignIn(ctx, username, service.DemoPassword, meta())
+	if err != nil {
+		w.t.Fatalf("SignIn(%s): %v", username, err)
+	}
+	done, err := w.svc.SignInTOTP(ctx, res.Token, w.totp(username), meta())
+	if err != nil {
+		w.t.Fatalf("SignInTOTP(%s): %v", username, err)
+	}
+	p, err := w.svc.Authenticate(ctx, done.Token)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return p, done.Token
+}
+
+func (w *world) status(rs *service.RecoveryStart) *service.RecoveryView {
+	w.t.Helper()
+	v, err := w.svc.RecoveryStatus(w.t.Context(), rs.RequestID, rs.BrowserSecret)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return v
+}
+
+func (w *world) wantState(rs *service.RecoveryStart, want recourse.RecoveryState) {
+	w.t.Helper()
+	if v := w.status(rs); v.State != want {
+		w.t.Fatalf("state = %s, want %s (missing: %v)", v.State, want, v.Missing)
+	}
+}
+
+func (w *world) complete(rs *service.RecoveryStart, newPassword string) *service.SignIn {
+	w.t.Helper()
+	ctx := w.t.Context()
+	tok, err := w.svc.ContinueRecovery(ctx, rs.RequestID, rs.BrowserSecret, meta())
+	if err != nil {
+		w.t.Fatalf("ContinueRecovery: %v", err)
+	}
+	si, err := w.svc.CompleteRecovery(ctx, rs.RequestID, rs.BrowserSecret, tok, service.Completion{NewPassword: newPassword}, meta())
+	if err != nil {
+		w.t.Fatalf("CompleteRecovery: %v", err)
+	}
+	return si
+}
+
+func TestForgotPasswordWithBoundTOTP(t *testing.T) {
+	backends(t, func(t *testing.T, w *world) {
+		ctx := t.Context()
+		_, oldToken := w.signIn("d.chen") // a session that must not survive the reset
+		rs := w.start("d.chen", "password")
+		if v := w.status(rs); v.Revealed {
+			t.Fatal("the request revealed itself before any code was entered")
+		}
+		if err := w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, "000000", meta()); !errors.Is(err, errOf(recourse.EINVALID)) && recourse.ErrorCode(err) != recourse.EINVALID {
+			t.Fatalf("wrong code: %v", err)
+		}
+		if err := w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, w.code("d.chen@example.com"), meta()); err != nil {
+			t.Fatal(err)
+		}
+		v := w.status(rs)
+		if !v.Revealed || v.State != recourse.RecoveryCollecting || !v.CanTOTP || len(v.Missing) == 0 {
+			t.Fatalf("after the email code: %+v", v)
+		}
+		if err := w.svc.SubmitTOTP(ctx, rs.RequestID, rs.BrowserSecret, w.totp("d.chen"), meta()); err != nil {
+			t.Fatal(err)
+		}
+		w.wantState(rs, recourse.RecoveryReady)
+		// Nobody else can drive it: a wrong browser secret sees nothing.
+		if _, err := w.svc.ContinueRecovery(ctx, rs.RequestID, credential.NewToken(service.BrowserSecretPrefix), meta()); err == nil {
+			t.Fatal("another browser continued the request")
+		}
+		if _, err := w.svc.ContinueRecovery(ctx, rs.RequestID, rs.BrowserSecret, meta()); err != nil {
+			t.Fatal(err)
+		}
+		tok, _ := w.svc.ContinueRecovery(ctx, rs.RequestID, rs.BrowserSecret, meta())
+		if _, err := w.svc.CompleteRecovery(ctx, rs.RequestID, rs.BrowserSecret, tok, service.Completion{NewPassword: "password"}, meta()); recourse.ErrorCode(err) != recourse.EINVALID {
+			t.Fatalf("a common password was accepted: %v", err)
+		}
+		si, err := w.svc.CompleteRecovery(ctx, rs.RequestID, rs.BrowserSecret, tok, service.Completion{NewPassword: "saffron-kettle-meadow-9"}, meta())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if si.Session.Restricted {
+			t.Error("a password reset left a restricted session")
+		}
+		// The completion token works once.
+		if _, err := w.svc.CompleteRecovery(ctx, rs.RequestID, rs.BrowserSecret, tok, service.Completion{NewPassword: "saffron-kettle-meadow-9"}, meta()); err == nil {
+			t.Fatal("a completion token was used twice")
+		}
+		if _, err := w.svc.Authenticate(ctx, oldToken); err == nil {
+			t.Fatal("an old session survived the recovery")
+		}
+		if _, err := w.svc.SignIn(ctx, "d.chen", service.DemoPassword, meta()); err == nil {
+			t.Fatal("the old password still works")
+		}
+		if res, err := w.svc.SignIn(ctx, "d.chen", "saffron-kettle-meadow-9", meta()); err != nil || res.Complete() {
+			t.Fatalf("new password: %v (TOTP must still be asked)", err)
+		}
+		w.wantState(rs, recourse.RecoveryCompleted)
+		if w.mail("d.chen@example.com", "Your account was recovered") == nil {
+			t.Error("no completion notice")
+		}
+	})
+}
+
+func errOf(code string) error { return recourse.Errorf(code, "") }
+
+// toCoolingOff drives d.chen's lost-device request to cooling-off with an
+// email code and the manager's approval.
+func toCoolingOff(t *testing.T, w *world) *service.RecoveryStart {
+	ctx := t.Context()
+	rs := w.start("d.chen", "device")
+	if err := w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, w.code("d.chen@example.com"), meta()); err != nil {
+		t.Fatal(err)
+	}
+	w.wantState(rs, recourse.RecoveryAwaitingApproval)
+	if w.mail("m.okafor@example.com", "Your approval is needed") == nil {
+		t.Fatal("the manager was not asked")
+	}
+	self, _ := w.signIn("d.chen")
+	if err := w.svc.Vote(ctx, self, rs.RequestID, "approve", "", meta()); recourse.ErrorCode(err) != recourse.ENOTFOUND {
+		t.Fatalf("self-approval: %v, want refusal", err)
+	}
+	mgr, _ := w.signIn("m.okafor")
+	pending, err := w.svc.PendingApprovals(ctx, mgr)
+	if err != nil || len(pending) != 1 || pending[0].Request.ID != rs.RequestID || !slices.Contains(pending[0].Roles, "manager") {
+		t.Fatalf("PendingApprovals = %v, %v", pending, err)
+	}
+	if err := w.svc.Vote(ctx, mgr, rs.RequestID, "approve", "called him", meta()); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.svc.Vote(ctx, mgr, rs.RequestID, "approve", "", meta()); err == nil {
+		t.Fatal("a second vote by the same person was accepted")
+	}
+	v := w.status(rs)
+	if v.State != recourse.RecoveryCoolingOff || v.CoolingUntil == nil || v.CoolingUntil.Sub(w.clock.Now()) != 24*time.Hour {
+		t.Fatalf("after approval: %+v", v)
+	}
+	return rs
+}
+
+func TestLostDeviceWithManagerApprovalAndCoolingOff(t *testing.T) {
+	backends(t, func(t *testing.T, w *world) {
+		ctx := t.Context()
+		rs := toCoolingOff(t, w)
+		if w.mail("d.chen@example.com", "waiting before it completes") == nil {
+			t.Fatal("no cooling-off notice")
+		}
+		if _, err := w.svc.ContinueRecovery(ctx, rs.RequestID, rs.BrowserSecret, meta()); err == nil {
+			t.Fatal("completed during the cooling-off")
+		}
+		w.clock.Add(24*time.Hour + time.Second)
+		if err := w.svc.AdvanceRecovery(ctx, rs.RequestID); err != nil {
+			t.Fatal(err)
+		}
+		w.wantState(rs, recourse.RecoveryReady)
+		si := w.complete(rs, "")
+		if !si.Session.Restricted {
+			t.Fatal("a device recovery must leave a restricted session")
+		}
+		p, err := w.svc.Authenticate(ctx, si.Token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.svc.AddChannel(ctx, p, recourse.ChannelEmail, "other@example.com", meta()); recourse.ErrorCode(err) != recourse.EFORBIDDEN {
+			t.Fatalf("restricted session added a channel: %v", err)
+		}
+		if res, err := w.svc.SignIn(ctx, "d.chen", service.DemoPassword, meta()); err != nil || !res.Complete() {
+			t.Fatalf("the lost authenticator app still counts: %+v %v", res, err)
+		}
+		enr, err := w.svc.BeginTOTP(ctx, p, "New phone", meta())
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, _ := credential.TOTPCode(enr.Secret, w.clock.Now())
+		if err := w.svc.ConfirmTOTP(ctx, p, enr.AuthenticatorID, code, meta()); err != nil {
+			t.Fatal(err)
+		}
+		p, _ = w.svc.Authenticate(ctx, si.Token)
+		if p.Session.Restricted {
+			t.Fatal("enrolling a new authenticator did not lift the restriction")
+		}
+	})
+}
+
+func TestThisWasntMeDuringCoolingOff(t *testing.T) {
+	backends(t, func(t *testing.T, w *world) {
+		ctx := t.Context()
+		rs := toCoolingOff(t, w)
+		m := w.mail("d.chen@example.com", "waiting before it completes")
+		tok := regexp.MustCompile(`/recover/cancel\?t=(rcx_[a-z2-7]+)`).FindStringSubmatch(m.Body)
+		if tok == nil {
+			t.Fatalf("no cancel link in:\n%s", m.Body)
+		}
+		if err := w.svc.CancelByToken(ctx, tok[1], true, meta()); err != nil {
+			t.Fatal(err)
+		}
+		w.wantState(rs, recourse.RecoveryCancelled)
+		if err := w.svc.CancelByToken(ctx, tok[1], true, meta()); err == nil {
+			t.Fatal("a cancel link worked twice")
+		}
+		if _, err := w.svc.SignIn(ctx, "d.chen", service.DemoPassword, meta()); err == nil {
+			t.Fatal("a frozen account signed in")
+		}
+		if w.mail("s.ito@example.com", "This wasn't me") == nil {
+			t.Fatal("security was not alerted")
+		}
+	})
+}
+
+func TestPrivilegedNeedsManagerAndSecurity(t *testing.T) {
+	backends(t, func(t *testing.T, w *world) {
+		ctx := t.Context()
+		rs := w.start("r.patel", "password")
+		if err := w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, w.code("r.patel@example.com"), meta()); err != nil {
+			t.Fatal(err)
+		}
+		w.wantState(rs, recourse.RecoveryAwaitingApproval)
+		mgr, _ := w.signIn("e.lindqvist")
+		sec, _ := w.signIn("s.ito")
+		if err := w.svc.Vote(ctx, mgr, rs.RequestID, "approve", "", meta()); err != nil {
+			t.Fatal(err)
+		}
+		w.wantState(rs, recourse.RecoveryAwaitingApproval)
+		// A changed request voids the manager's vote.
+		if err := w.svc.UpdateRecoveryChange(ctx, rs.RequestID, map[string]string{"note": "corrected"}, meta()); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.svc.Vote(ctx, sec, rs.RequestID, "approve", "", meta()); err != nil {
+			t.Fatal(err)
+		}
+		if v := w.status(rs); v.State != recourse.RecoveryAwaitingApproval || v.Approvals != 1 {
+			t.Fatalf("after the change: %+v (the manager's earlier vote must be void)", v)
+		}
+		if err := w.svc.Vote(ctx, mgr, rs.RequestID, "approve", "again", meta()); err != nil {
+			t.Fatalf("re-vote on the new change: %v", err)
+		}
+		v := w.status(rs)
+		if v.State != recourse.RecoveryCoolingOff || v.CoolingUntil.Sub(w.clock.Now()) != 72*time.Hour {
+			t.Fatalf("privileged: %+v", v)
+		}
+	})
+}
+
+func TestApproverDenial(t *testing.T) {
+	backends(t, func(t *testing.T, w *world) {
+		ctx := t.Context()
+		rs := w.start("d.chen", "device")
+		if err := w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, w.code("d.chen@example.com"), meta()); err != nil {
+			t.Fatal(err)
+		}
+		mgr, _ := w.signIn("m.okafor")
+		if err := w.svc.Vote(ctx, mgr, rs.RequestID, "deny", "I did not hear from him", meta()); err != nil {
+			t.Fatal(err)
+		}
+		w.wantState(rs, recourse.RecoveryDenied)
+	})
+}
+
+func TestContractors(t *testing.T) {
+	backends(t, func(t *testing.T, w *world) {
+		ctx := t.Context()
+		// Active contract: the sponsor must approve.
+		rs := w.start("c.novak", "password")
+		for _, to := range []string{"c.novak@example.com"} {
+			if err := w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, w.code(to), meta()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.svc.SubmitTOTP(ctx, rs.RequestID, rs.BrowserSecret, w.totp("c.novak"), meta()); err != nil {
+			t.Fatal(err)
+		}
+		w.wantState(rs, recourse.RecoveryAwaitingApproval)
+		sponsor, _ := w.signIn("m.okafor")
+		if err := w.svc.Vote(ctx, sponsor, rs.RequestID, "approve", "", meta()); err != nil {
+			t.Fatal(err)
+		}
+		w.wantState(rs, recourse.RecoveryReady)
+
+		// Past the contract end: refused, and told only on their own channel.
+		a, _ := w.store.Account(ctx, "c.novak")
+		ended := w.clock.Now().Add(-time.Hour)
+		a.ContractEnd = &ended
+		if _, err := w.svc.ImportAccounts(ctx, []*recourse.Account{a}, meta()); err != nil {
+			t.Fatal(err)
+		}
+		rs2 := w.start("c.novak", "password")
+		if v := w.status(rs2); v.Revealed {
+			t.Fatal("a denied request revealed itself to the browser")
+		}
+		list, _ := w.store.Recoveries(ctx, "c.novak", false)
+		if list[0].State != recourse.RecoveryDenied || !strings.Contains(list[0].Outcome, "contract") {
+			t.Fatalf("ended contract: %+v", list[0])
+		}
+		if w.mail("c.novak@example.com", "cannot be recovered") == nil {
+			t.Fatal("the refusal was not sent to the holder")
+		}
+	})
+}
+
+func TestHelpdeskInitiatedRecovery(t *testing.T) {
+	backends(t, func(t *testing.T, w *world) {
+		ctx := t.Context()
+		agent, _ := w.signIn("h.berg")
+		ok, err := w.svc.VerifyCaller(ctx, agent, "d.chen", w.totp("d.chen"), meta())
+		if err != nil || !ok {
+			t.Fatalf("VerifyCaller = %v, %v", ok, err)
+		}
+		if ok, _ := w.svc.VerifyCaller(ctx, agent, "d.chen", "123456", meta()); ok {
+			t.Fatal("a wrong code verified the caller")
+		}
+		nobody, _ := w.signIn("a.silva")
+		if _, err := w.svc.OpenOnBehalf(ctx, nobody, "d.chen", "password.reset", "forgot_password", "", nil, meta()); recourse.ErrorCode(err) != recourse.EFORBIDDEN {
+			t.Fatalf("a non-agent opened a request: %v", err)
+		}
+		r, err := w.svc.OpenOnBehalf(ctx, agent, "d.chen", "password.reset", "forgot_password", "caller on the phone", []string{"caller_verified_totp"}, meta())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Initiator != "help_desk" || r.InitiatorID != "h.berg" || r.State != recourse.RecoveryCollecting {
+			t.Fatalf("request = %+v (an attestation alone must not move it)", r)
+		}
+		// The caller claims it in their own browser with a code from their email.
+		rs, err := w.svc.ClaimRecovery(ctx, r.ID, w.code("d.chen@example.com"), meta())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.svc.ClaimRecovery(ctx, r.ID, w.code("d.chen@example.com"), meta()); err == nil {
+			t.Fatal("a request was claimed twice")
+		}
+		if err := w.svc.SubmitTOTP(ctx, rs.RequestID, rs.BrowserSecret, w.totp("d.chen"), meta()); err != nil {
+			t.Fatal(err)
+		}
+		w.wantState(rs, recourse.RecoveryReady)
+		if err := w.svc.Vote(ctx, agent, rs.RequestID, "approve", "", meta()); err == nil {
+			t.Fatal("the initiating agent voted")
+		}
+		w.complete(rs, "saffron-kettle-meadow-9")
+	})
+}
+
+func TestStartIsEnumerationSafe(t *testing.T) {
+	backends(t, func(t *testing.T, w *world) {
+		ctx := t.Context()
+		before, _ := w.store.OutboxMessages(ctx, 1000)
+		unknown := w.start("no.such.person", "password")
+		known := w.start("a.silva", "password")
+		if len(unknown.RequestID) != len(known.RequestID) || len(unknown.BrowserSecret) != len(known.BrowserSecret) {
+			t.Fatal("the answers differ in shape")
+		}
+		vu, vk := w.status(unknown), w.status(known)
+		vu.ID, vk.ID = "", ""
+		if fmt.Sprint(vu) != fmt.Sprint(vk) {
+			t.Fatalf("status differs before any code:\nunknown %+v\nknown   %+v", vu, vk)
+		}
+		if err := w.svc.SubmitChallengeCode(ctx, unknown.RequestID, unknown.BrowserSecret, "123456", meta()); recourse.ErrorCode(err) != recourse.EINVALID {
+			t.Fatalf("code for an unknown identifier: %v", err)
+		}
+		after, _ := w.store.OutboxMessages(ctx, 1000)
+		for _, m := range after[:len(after)-len(before)] {
+			if !strings.HasPrefix(m.To, "a.silva") && m.To != "+15550100001" {
+				t.Errorf("an unknown identifier caused mail to %s", m.To)
+			}
+		}
+		if _, err := w.store.Recovery(ctx, unknown.RequestID); !errors.Is(err, recourse.ErrNotFound) {
+			t.Fatal("an unknown identifier created a request")
+		}
+	})
+}
+
+func TestRoutinePasswordChange(t *testing.T) {
+	backends(t, func(t *testing.T, w *world) {
+		ctx := t.Context()
+		p, _ := w.signIn("a.silva")
+		_, other := w.signIn("a.silva")
+		if err := w.svc.ChangePassword(ctx, p, "wrong", "saffron-kettle-meadow-9", meta()); recourse.ErrorCode(err) != recourse.EINVALID {
+			t.Fatalf("wrong current password: %v", err)
+		}
+		if err := w.svc.ChangePassword(ctx, p, service.DemoPassword, "saffron-kettle-meadow-9", meta()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.svc.Authenticate(ctx, other); err == nil {
+			t.Fatal("the other session survived a password change")
+		}
+		list, _ := w.store.Recoveries(ctx, "a.silva", false)
+		if len(list) != 1 || list[0].Action != "password.change" || list[0].State != recourse.RecoveryCompleted || list[0].Tier != "routine" {
+			t.Fatalf("routine request record = %+v", list)
+		}
+		w.clock.Add(16 * time.Minute)
+		p, _ = w.svc.Authenticate(ctx, mustToken(t, w, "a.silva", "saffron-kettle-meadow-9"))
+		w.clock.Add(16 * time.Minute)
+		if err := w.svc.ChangePassword(ctx, p, "saffron-kettle-meadow-9", "orchid-lantern-basin-4", meta()); recourse.ErrorCode(err) != recourse.ESTEPUP {
+			t.Fatalf("stale session: %v, want step-up", err)
+		}
+	})
+}
+
+func mustToken(t *testing.T, w *world, username, password string) string {
+	t.Helper()
+	res, err := w.svc.SignIn(t.Context(), username, password, meta())
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, err := w.svc.SignInTOTP(t.Context(), res.Token, w.totp(username), meta())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return done.Token
+}

@@ -1,0 +1,359 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/recourse/recourse"
+	"github.com/recourse/recourse/credential"
+)
+
+// completionTTL is how long a completion token lives.
+const completionTTL = 15 * time.Minute
+
+// ContinueRecovery mints the single-use completion token for a ready
+// request, bound to the request and to the browser that drives it. The
+// token goes into the completion form; only its HMAC is stored.
+func (s *Service) ContinueRecovery(ctx context.Context, id, secret string, meta Meta) (string, error) {
+	var token string
+	err := s.store.InTx(ctx, func(tx recourse.Tx) error {
+		r, err := s.loadForBrowser(ctx, tx, id, secret)
+		if err != nil {
+			return err
+		}
+		if err := s.advance(ctx, tx, r, meta); err != nil {
+			return err
+		}
+		if r.State != recourse.RecoveryReady {
+			return recourse.Errorf(recourse.ECONFLICT, "This request cannot be completed yet.")
+		}
+		token = credential.NewToken(CompletionTokenPrefix)
+		return tx.CreateToken(ctx, &recourse.Token{Hash: s.hasher.Sum("token", token), Purpose: recourse.TokenCompletion,
+			RequestID: r.ID, AccountID: r.AccountID, BrowserHash: r.BrowserHash, ExpiresAt: s.now().Add(completionTTL), CreatedAt: s.now()})
+	})
+	if errors.Is(err, recourse.ErrNotFound) {
+		return "", errRecoveryClosed
+	}
+	if err != nil && recourse.ErrorCode(err) == recourse.EINTERNAL {
+		return "", internal("continue", err)
+	}
+	return token, err
+}
+
+// Completion is what the person supplies to finish.
+type Completion struct {
+	// NewPassword is required for password.reset; the person chooses it,
+	// nobody else ever does.
+	NewPassword string
+}
+
+// CompleteRecovery consumes the completion token (exactly once, whatever
+// the races), applies the change, revokes every other session, token and
+// open request of the account, notifies every channel, and signs the person
+// in. After a device recovery the new session is restricted to enrolling a
+// new authenticator.
+func (s *Service) CompleteRecovery(ctx context.Context, id, secret, token string, in Completion, meta Meta) (*SignIn, error) {
+	if !credential.ValidToken(CompletionTokenPrefix, token) {
+		return nil, errRecoveryClosed
+	}
+	var hash string
+	r0, err := s.loadForBrowser(ctx, s.store, id, secret)
+	if err != nil {
+		return nil, errRecoveryClosed
+	}
+	a, err := s.store.Account(ctx, r0.AccountID)
+	if err != nil {
+		return nil, internal("read account", err)
+	}
+	if r0.Action == "password.reset" {
+		if err := s.cfg.PasswordRules.Check(in.NewPassword, passwordContext(a)...); err != nil {
+			return nil, err
+		}
+		if hash, err = hashPassword(in.NewPassword, s.cfg.PasswordParams); err != nil {
+			return nil, err
+		}
+	}
+	now := s.now()
+	sessToken := credential.NewToken(SessionTokenPrefix)
+	var ses *recourse.Session
+	err = s.store.InTx(ctx, func(tx recourse.Tx) error {
+		t, err := tx.UseToken(ctx, s.hasher.Sum("token", token), recourse.TokenCompletion, now)
+		if err != nil {
+			return err
+		}
+		r, err := tx.Recovery(ctx, id)
+		if err != nil {
+			return err
+		}
+		if t.RequestID != r.ID || !credential.Equal(t.BrowserHash, r.BrowserHash) || !credential.Equal(r.BrowserHash, s.browserHash(secret)) {
+			return recourse.ErrNotFound
+		}
+		if r.State != recourse.RecoveryReady {
+			return recourse.ErrNotFound
+		}
+		a, err := tx.Account(ctx, r.AccountID)
+		if err != nil {
+			return err
+		}
+		if a.Status != recourse.StatusActive || a.FrozenAt != nil {
+			return recourse.ErrNotFound
+		}
+		restricted := false
+		switch r.Action {
+		case "password.reset":
+			if err := s.replacePassword(ctx, tx, a, hash, meta); err != nil {
+				return err
+			}
+		case "authenticator.recover":
+			if err := s.revokeKinds(ctx, tx, a, meta, recourse.AuthTOTP, recourse.AuthWebAuthn); err != nil {
+				return err
+			}
+			restricted = true
+		case "phone.change", "email.rebind", "recovery_channel.change": // not restricted: the person binds the new channel next
+			kind := recourse.ChannelPhone
+			if r.Action == "email.rebind" {
+				kind = recourse.ChannelEmail
+			}
+			if r.Action != "recovery_channel.change" {
+				// The lost channel stops counting at once; the person binds
+				// and confirms the new one before it counts.
+				for _, c := range append(append([]recourse.Channel{}, a.Emails...), a.Phones...) {
+					if c.Kind == kind {
+						if err := tx.DeleteChannel(ctx, c.ID); err != nil {
+							return err
+						}
+					}
+				}
+			}
+		}
+		// Everything else the account had in flight ends here.
+		if _, err := tx.RevokeSessions(ctx, a.ID, "", now); err != nil {
+			return err
+		}
+		if _, err := tx.RevokeTokens(ctx, a.ID, t.ID, now); err != nil {
+			return err
+		}
+		others, err := tx.Recoveries(ctx, a.ID, true)
+		if err != nil {
+			return err
+		}
+		for _, o := range others {
+			if o.ID != r.ID {
+				if err := s.transition(ctx, tx, o, recourse.RecoveryCancelled, "Another recovery of the account completed.", meta); err != nil {
+					return err
+				}
+			}
+		}
+		if err := tx.ResetRecoveryFailures(ctx, a.ID); err != nil {
+			return err
+		}
+		if a.Locked() {
+			if err := tx.UnlockAccount(ctx, a.ID); err != nil {
+				return err
+			}
+		}
+		r.CompletedAt = &now
+		if err := s.transition(ctx, tx, r, recourse.RecoveryCompleted, "", meta); err != nil {
+			return err
+		}
+		if err := s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionRecoveryComplete, Outcome: recourse.OutcomeSuccess,
+			SubjectID: a.ID, PolicyDigest: r.PolicyDigest, Attributes: map[string]string{"request": r.ID, "action": r.Action, "restricted_session": boolString(restricted)}}, meta); err != nil {
+			return err
+		}
+		ses = &recourse.Session{AccountID: a.ID, TokenHash: s.tokenHash(sessToken), Methods: []string{"recovery"}, AuthTime: now, ReauthAt: now,
+			CreatedAt: now, IP: meta.IP, UserAgent: truncate(meta.UserAgent, 300), Restricted: restricted}
+		s.setAAL(ses, recourse.AAL1, now)
+		if err := tx.CreateSession(ctx, ses); err != nil {
+			return err
+		}
+		return s.notifyAccount(ctx, tx, a, "Your account was recovered", []string{
+			"The recovery of your account (" + describeAction(r.Action) + ") was completed.",
+			"Every other session was signed out and every outstanding code and link stopped working.",
+		}, meta)
+	})
+	if errors.Is(err, recourse.ErrNotFound) {
+		return nil, errRecoveryClosed
+	}
+	if err != nil {
+		return nil, internal("complete recovery", err)
+	}
+	s.log.Info("recovery completed", "account", ses.AccountID, "request", id, "restricted", ses.Restricted)
+	return &SignIn{Token: sessToken, Session: ses}, nil
+}
+
+func boolString(b bool) string {
+	if b {
+		return "true"
+	}
+	return "false"
+}
+
+// replacePassword retires the active password and binds a new hash.
+func (s *Service) replacePassword(ctx context.Context, tx recourse.Tx, a *recourse.Account, hash string, meta Meta) error {
+	now := s.now()
+	auths, err := tx.Authenticators(ctx, a.ID)
+	if err != nil {
+		return err
+	}
+	for _, au := range auths {
+		if au.Kind == recourse.AuthPassword && au.Status == recourse.AuthActive {
+			au.Status, au.RevokedAt = recourse.AuthReplaced, &now
+			if err := tx.UpdateAuthenticator(ctx, au); err != nil {
+				return err
+			}
+			if err := s.event(ctx, tx, au, recourse.AuthEventReplaced, meta); err != nil {
+				return err
+			}
+		}
+	}
+	pw := &recourse.Authenticator{AccountID: a.ID, Kind: recourse.AuthPassword, Status: recourse.AuthActive, Name: "Password", Secret: []byte(hash), CreatedAt: now}
+	if err := tx.CreateAuthenticator(ctx, pw); err != nil {
+		return err
+	}
+	return s.event(ctx, tx, pw, recourse.AuthEventBound, meta)
+}
+
+// revokeKinds revokes the account's active authenticators of the kinds (a
+// lost device).
+func (s *Service) revokeKinds(ctx context.Context, tx recourse.Tx, a *recourse.Account, meta Meta, kinds ...recourse.AuthenticatorKind) error {
+	now := s.now()
+	auths, err := tx.Authenticators(ctx, a.ID)
+	if err != nil {
+		return err
+	}
+	for _, au := range auths {
+		for _, k := range kinds {
+			if au.Kind == k && (au.Status == recourse.AuthActive || au.Status == recourse.AuthPending) {
+				au.Status, au.RevokedAt = recourse.AuthRevoked, &now
+				if err := tx.UpdateAuthenticator(ctx, au); err != nil {
+					return err
+				}
+				if err := s.event(ctx, tx, au, recourse.AuthEventRevoked, meta); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// CancelByToken is "this wasn't me": the token from a notice cancels its
+// request and, when freeze is set, freezes the account until the security
+// team lifts it. Either way the security team is alerted.
+func (s *Service) CancelByToken(ctx context.Context, token string, freeze bool, meta Meta) error {
+	if !credential.ValidToken(CancelTokenPrefix, token) {
+		return recourse.Errorf(recourse.ENOTFOUND, "This link is not valid any more.")
+	}
+	now := s.now()
+	err := s.store.InTx(ctx, func(tx recourse.Tx) error {
+		t, err := tx.UseToken(ctx, s.hasher.Sum("token", token), recourse.TokenCancel, now)
+		if err != nil {
+			return err
+		}
+		r, err := tx.Recovery(ctx, t.RequestID)
+		if err != nil {
+			return err
+		}
+		meta.Actor = recourse.AuditActor{AccountID: r.AccountID, Role: recourse.ActorSubject}
+		if r.State.Open() {
+			if err := s.transition(ctx, tx, r, recourse.RecoveryCancelled, "The account holder said \"this wasn't me\".", meta); err != nil {
+				return err
+			}
+		}
+		if freeze {
+			if err := tx.SetAccountFrozen(ctx, r.AccountID, &now); err != nil {
+				return err
+			}
+			if _, err := tx.RevokeSessions(ctx, r.AccountID, "", now); err != nil {
+				return err
+			}
+		}
+		if err := s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionRecoveryCancel, Outcome: recourse.OutcomeSuccess,
+			SubjectID: r.AccountID, Reason: "this wasn't me", Attributes: map[string]string{"request": r.ID, "state_was": string(r.State), "frozen": boolString(freeze)}}, meta); err != nil {
+			return err
+		}
+		return s.alertSecurity(ctx, tx, "\"This wasn't me\" reported for "+r.AccountID, []string{
+			"The holder of account " + r.AccountID + " reported a recovery (" + r.ID + ", " + r.Action + ") they did not start.",
+			"Frozen: " + boolString(freeze) + ". Investigate before lifting a freeze.",
+		}, meta)
+	})
+	if errors.Is(err, recourse.ErrNotFound) {
+		return recourse.Errorf(recourse.ENOTFOUND, "This link is not valid any more.")
+	}
+	if err != nil {
+		return internal("cancel", err)
+	}
+	s.log.Warn("\"this wasn't me\" reported", "freeze", freeze, "ip", meta.IP)
+	return nil
+}
+
+// CancelRecovery lets the signed-in account holder stop one of their own
+// open requests.
+func (s *Service) CancelRecovery(ctx context.Context, p *Principal, id string, meta Meta) error {
+	err := s.store.InTx(ctx, func(tx recourse.Tx) error {
+		r, err := tx.Recovery(ctx, id)
+		if err != nil {
+			return err
+		}
+		if r.AccountID != p.Account.ID {
+			return recourse.ErrNotFound
+		}
+		if !r.State.Open() {
+			return errRecoveryClosed
+		}
+		if err := s.transition(ctx, tx, r, recourse.RecoveryCancelled, "Cancelled by the account holder.", meta); err != nil {
+			return err
+		}
+		return s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionRecoveryCancel, Outcome: recourse.OutcomeSuccess,
+			SubjectID: r.AccountID, Attributes: map[string]string{"request": r.ID}}, meta)
+	})
+	if errors.Is(err, recourse.ErrNotFound) {
+		return recourse.Errorf(recourse.ENOTFOUND, "No such request on your account.")
+	}
+	if err != nil && recourse.ErrorCode(err) == recourse.EINTERNAL {
+		return internal("cancel", err)
+	}
+	return err
+}
+
+// OpenRecoveries lists the principal's own requests, so the portal can show
+// a recovery in progress with a way to cancel it.
+func (s *Service) AccountRecoveries(ctx context.Context, accountID string) ([]*recourse.Recovery, error) {
+	list, err := s.store.Recoveries(ctx, accountID, false)
+	return list, internal("list requests", err)
+}
+
+// alertSecurity tells the security team (every account in the security
+// group with a confirmed address).
+func (s *Service) alertSecurity(ctx context.Context, tx recourse.Tx, subject string, lines []string, meta Meta) error {
+	team, err := tx.AccountsInGroup(ctx, "security", 50)
+	if err != nil {
+		return err
+	}
+	for _, m := range team {
+		if err := s.notifyAccount(ctx, tx, m, "[security] "+subject, lines, meta); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// requireUnrestricted refuses a session that came out of a recovery until
+// the person has a working authenticator again.
+func requireUnrestricted(p *Principal) error {
+	if p.Session.Restricted {
+		return recourse.Errorf(recourse.EFORBIDDEN, "Finish your recovery first: add a new authenticator app or passkey.")
+	}
+	return nil
+}
+
+// liftRestriction ends a session's restriction once the person has enrolled
+// a new authenticator.
+func (s *Service) liftRestriction(ctx context.Context, tx recourse.Tx, p *Principal) error {
+	if !p.Session.Restricted {
+		return nil
+	}
+	p.Session.Restricted = false
+	return tx.UpdateSession(ctx, p.Session)
+}

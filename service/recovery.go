@@ -1,0 +1,918 @@
+package service
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/recourse/recourse"
+	"github.com/recourse/recourse/credential"
+	"github.com/recourse/recourse/policy"
+)
+
+// Scheduler runs the workflow's deferred work on the durable job queue. Both
+// methods insert in tx, so a job exists if and only if the change that
+// needs it commits.
+type Scheduler interface {
+	// ScheduleStart queues the processing of a "Can't sign in?" request.
+	ScheduleStart(ctx context.Context, tx recourse.Tx, job StartJob) error
+	// ScheduleAdvance queues a re-evaluation of a request at a time (the end
+	// of a cooling-off, an expiry).
+	ScheduleAdvance(ctx context.Context, tx recourse.Tx, requestID string, at time.Time) error
+}
+
+// StartJob is a "Can't sign in?" request waiting to be processed. Known and
+// unknown identifiers produce the same job, so answering costs the same.
+type StartJob struct {
+	RequestID   string    `json:"request_id"`
+	Identifier  string    `json:"identifier"`
+	Lost        string    `json:"lost"`
+	BrowserHash []byte    `json:"browser_hash"`
+	IP          string    `json:"ip"`
+	UserAgent   string    `json:"user_agent"`
+	RequestTag  string    `json:"request_tag"`
+	At          time.Time `json:"at"`
+}
+
+// Recovery workflow limits.
+const (
+	// BrowserSecretPrefix marks the secret that binds a request to the
+	// browser that opened it (kept in a __Host- cookie).
+	BrowserSecretPrefix = "rrb_"
+	// CompletionTokenPrefix marks completion tokens.
+	CompletionTokenPrefix = "rct_"
+	// CancelTokenPrefix marks "this wasn't me" tokens.
+	CancelTokenPrefix = "rcx_"
+	// maxCodeAttempts bounds tries per code; maxRecoveryFailures bounds
+	// wrong codes per account between completed recoveries.
+	maxCodeAttempts     = 5
+	maxRecoveryFailures = 10
+	// maxChallenges bounds codes sent per request (resends included).
+	maxChallenges = 8
+)
+
+// LostActions maps what a person lost to the action that recovers it.
+var LostActions = map[string]string{
+	"password": "password.reset",
+	"device":   "authenticator.recover",
+	"phone":    "phone.change",
+	"email":    "email.rebind",
+}
+
+var (
+	errWrongCode      = recourse.Errorf(recourse.EINVALID, "That code is not right, or it has expired.")
+	errRecoveryClosed = recourse.Errorf(recourse.ENOTFOUND, "This request is no longer open. Start again if you still need help.")
+	errTooManyCodes   = recourse.Errorf(recourse.ERATELIMIT, "Too many wrong codes. Contact your help desk.")
+)
+
+// RecoveryStart is what the browser keeps after "Can't sign in?".
+type RecoveryStart struct {
+	RequestID string
+	// BrowserSecret goes into the browser's __Host- cookie; the request only
+	// moves for the browser that holds it.
+	BrowserSecret string
+}
+
+func (s *Service) browserHash(secret string) []byte { return s.hasher.Sum("recovery-browser", secret) }
+
+// StartRecovery answers "Can't sign in?". The answer is the same whether the
+// identifier names an account or not, and costs the same: one job inserted.
+// The job (ProcessStart) does the rest; for an unknown identifier it does
+// nothing.
+func (s *Service) StartRecovery(ctx context.Context, identifier, lost string, meta Meta) (*RecoveryStart, error) {
+	if _, ok := LostActions[lost]; !ok {
+		return nil, recourse.FieldError("lost", "choose what you lost: password, device, phone or email")
+	}
+	identifier = strings.TrimSpace(identifier)
+	if identifier == "" || len(identifier) > 254 {
+		return nil, recourse.FieldError("identifier", "enter your username or email address")
+	}
+	if !s.ipLimit.allow("recover:"+meta.IP, s.now()) {
+		return nil, errRateLimited
+	}
+	if s.scheduler == nil {
+		return nil, internal("start recovery", errors.New("no job queue configured"))
+	}
+	secret := credential.NewToken(BrowserSecretPrefix)
+	job := StartJob{RequestID: recourse.NewID("rr_"), Identifier: identifier, Lost: lost, BrowserHash: s.browserHash(secret),
+		IP: meta.IP, UserAgent: truncate(meta.UserAgent, 300), RequestTag: meta.RequestID, At: s.now()}
+	err := s.store.InTx(ctx, func(tx recourse.Tx) error { return s.scheduler.ScheduleStart(ctx, tx, job) })
+	if err != nil {
+		return nil, internal("start recovery", err)
+	}
+	return &RecoveryStart{RequestID: job.RequestID, BrowserSecret: secret}, nil
+}
+
+// ProcessStart opens the request a StartJob describes, if its identifier
+// names an active account: it asks the policy, sends codes to the account's
+// confirmed channels and tells every channel. It is idempotent.
+func (s *Service) ProcessStart(ctx context.Context, job StartJob) error {
+	if _, err := s.store.Recovery(ctx, job.RequestID); err == nil {
+		return nil // already processed
+	} else if !errors.Is(err, recourse.ErrNotFound) {
+		return err
+	}
+	meta := Meta{IP: job.IP, UserAgent: job.UserAgent, RequestID: job.RequestTag, Channel: recourse.ViaWeb}
+	a, err := s.lookupIdentifier(ctx, job.Identifier)
+	if errors.Is(err, recourse.ErrNotFound) || (err == nil && a.Kind != recourse.KindHuman) {
+		return s.recordAuditTx(ctx, recourse.AuditEvent{Action: recourse.ActionRecoveryStart, Outcome: recourse.OutcomeFailure,
+			Actor: recourse.AuditActor{Role: recourse.ActorSubject}, Reason: "no such account",
+			Attributes: map[string]string{"identifier": s.identifierHMAC(job.Identifier), "lost": job.Lost}}, meta)
+	}
+	if err != nil {
+		return err
+	}
+	action := LostActions[job.Lost]
+	req := policy.Request{Initiator: "self", IP: job.IP, Time: s.now()}
+	return s.openRecovery(ctx, a, action, job.Lost, req, job.RequestID, job.BrowserHash, "", nil, meta)
+}
+
+// openRecovery asks the policy and stores the request with its first codes
+// and notices, all in one transaction.
+func (s *Service) openRecovery(ctx context.Context, a *recourse.Account, action, lost string, req policy.Request, id string,
+	browserHash []byte, reason string, attestation *policy.Attestation, meta Meta) error {
+	if a.FrozenAt != nil {
+		return s.recordAuditTx(ctx, recourse.AuditEvent{Action: recourse.ActionRecoveryStart, Outcome: recourse.OutcomeDenied,
+			SubjectID: a.ID, Reason: "account frozen", Attributes: map[string]string{"action": action}}, meta)
+	}
+	facts, err := s.policyFacts(ctx, a)
+	if err != nil {
+		return err
+	}
+	d, err := s.Policy().Decide(ctx, action, policy.Input{Account: a, Authenticators: facts, Request: req})
+	if err != nil {
+		return internal("decide", err)
+	}
+	now := s.now()
+	change := map[string]string{"action": action, "account": a.ID}
+	if lost != "" {
+		change["lost"] = lost
+	}
+	r := &recourse.Recovery{ID: id, AccountID: a.ID, Action: action, Tier: string(d.Tier), Lost: lost,
+		Initiator: req.Initiator, InitiatorID: req.InitiatorID, Reason: reason, Change: change, ChangeDigest: changeDigest(change),
+		PolicyDigest: d.PolicyDigest, Rule: d.Rule, BrowserHash: browserHash, IP: meta.IP, UserAgent: truncate(meta.UserAgent, 300),
+		CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(72 * time.Hour)}
+	if d.Outcome == policy.Deny {
+		r.State, r.Outcome = recourse.RecoveryDenied, d.Reason
+		r.Requirement, r.RequirementDigest = []byte("null"), ""
+		return s.store.InTx(ctx, func(tx recourse.Tx) error {
+			if err := tx.CreateRecovery(ctx, r); err != nil {
+				return err
+			}
+			if err := s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionRecoveryStart, Outcome: recourse.OutcomeDenied,
+				SubjectID: a.ID, Reason: d.Reason, PolicyDigest: d.PolicyDigest, Attributes: map[string]string{"request": r.ID, "action": action, "rule": d.Rule, "initiator": req.Initiator}}, meta); err != nil {
+				return err
+			}
+			// The refusal goes to the account's own confirmed addresses,
+			// never to the screen, so it reveals nothing to a stranger.
+			return s.notifyAccount(ctx, tx, a, "Your account cannot be recovered this way", []string{
+				"Someone asked to recover your account (" + action + "). It was refused:",
+				d.Reason,
+			}, meta)
+		})
+	}
+	reqJSON, err := json.Marshal(d.Requirement)
+	if err != nil {
+		return internal("encode requirement", err)
+	}
+	r.State = recourse.RecoveryCollecting
+	r.Requirement, r.RequirementDigest = reqJSON, d.Requirement.Digest()
+	r.ExpiresAt = now.Add(d.Requirement.Lifetimes.Request)
+	return s.store.InTx(ctx, func(tx recourse.Tx) error {
+		if err := tx.CreateRecovery(ctx, r); err != nil {
+			return err
+		}
+		if attestation != nil {
+			if err := s.addEvidence(ctx, tx, r, "attestation", attestation, attestation.AgentID); err != nil {
+				return err
+			}
+		}
+		if err := s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionRecoveryStart, Outcome: recourse.OutcomeSuccess,
+			SubjectID: a.ID, PolicyDigest: d.PolicyDigest, Attributes: map[string]string{"request": r.ID, "action": action,
+				"rule": d.Rule, "initiator": req.Initiator, "tier": string(d.Tier), "state": string(r.State)}}, meta); err != nil {
+			return err
+		}
+		if err := s.sendChallenges(ctx, tx, a, r, d.Requirement, meta); err != nil {
+			return err
+		}
+		if err := s.noticeWithCancel(ctx, tx, a, r, "A recovery of your account was started", []string{
+			"Someone started a recovery of your account (" + describeAction(action) + ").",
+			"If this was you, follow the steps on the page where you started it.",
+		}, meta); err != nil {
+			return err
+		}
+		if s.scheduler != nil {
+			return s.scheduler.ScheduleAdvance(ctx, tx, r.ID, r.ExpiresAt)
+		}
+		return nil
+	})
+}
+
+func describeAction(action string) string {
+	switch action {
+	case "password.reset":
+		return "reset the password"
+	case "authenticator.recover":
+		return "replace a lost device"
+	case "phone.change":
+		return "change the phone number"
+	case "email.rebind":
+		return "change the email address"
+	case "recovery_channel.change":
+		return "change a recovery channel"
+	case "credential.reissue":
+		return "reissue a service credential"
+	}
+	return action
+}
+
+// changeDigest is the digest approvals are bound to.
+func changeDigest(change map[string]string) string {
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(change)) {
+		fmt.Fprintf(&b, "%q=%q\n", k, change[k])
+	}
+	sum := sha256.Sum256([]byte(b.String()))
+	return hex.EncodeToString(sum[:])
+}
+
+// codeChannels returns the channel kinds ("email", "sms") the evidence tree
+// can use.
+func codeChannels(n *policy.Node, out map[string]bool) {
+	if n == nil {
+		return
+	}
+	if n.Code != nil {
+		out[n.Code.Channel] = true
+	}
+	for _, c := range n.All {
+		codeChannels(c, out)
+	}
+	for _, c := range n.Any {
+		codeChannels(c, out)
+	}
+	if n.NOf != nil {
+		for _, c := range n.NOf.Of {
+			codeChannels(c, out)
+		}
+	}
+}
+
+// sendChallenges sends a fresh code to every confirmed, unshared channel the
+// requirement can use. Codes go to the channel, never to the screen.
+func (s *Service) sendChallenges(ctx context.Context, tx recourse.Tx, a *recourse.Account, r *recourse.Recovery, req *policy.Requirement, meta Meta) error {
+	kinds := map[string]bool{}
+	codeChannels(req.Evidence, kinds)
+	ttl := req.Lifetimes.Code
+	for _, c := range append(slices.Clone(a.Emails), a.Phones...) {
+		kind := "email"
+		lifetime := min(ttl, 15*time.Minute)
+		if c.Kind == recourse.ChannelPhone {
+			kind, lifetime = "sms", min(ttl, 10*time.Minute)
+		}
+		if !kinds[kind] || !c.UsableForRecovery() {
+			continue
+		}
+		code := credential.NewNumericCode(6)
+		ch := &recourse.Challenge{ID: recourse.NewID("chl_"), RequestID: r.ID, ChannelID: c.ID, Kind: kind, ExpiresAt: s.now().Add(lifetime), CreatedAt: s.now()}
+		ch.CodeHash = s.hasher.Sum("challenge:"+ch.ID, code)
+		if err := tx.CreateChallenge(ctx, ch); err != nil {
+			return err
+		}
+		subject := "Your recovery code"
+		if kind == "sms" {
+			subject = "SMS: your recovery code"
+		}
+		body := fmt.Sprintf("Hello %s,\n\nYour %s recovery code is %s. It expires in %d minutes.\nReference: %s\n\n"+
+			"Enter it on the page where you started the recovery. Nobody from %s or the help desk will ever ask you for it.\n"+
+			"If you did not start a recovery, ignore this code and tell your security team.\n\n— %s\n",
+			a.DisplayName, s.cfg.Issuer, code, int(lifetime.Minutes()), r.ID, s.cfg.Issuer, s.cfg.Issuer)
+		if err := s.mailer.Send(ctx, tx, Message{AccountID: a.ID, To: c.Address, Subject: subject, Body: body, At: s.now()}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// noticeWithCancel tells every confirmed address about the request, each
+// notice with its own "this wasn't me" link. The link opens a confirmation
+// page; nothing changes on GET, so mail scanners cannot burn it.
+func (s *Service) noticeWithCancel(ctx context.Context, tx recourse.Tx, a *recourse.Account, r *recourse.Recovery, subject string, lines []string, meta Meta) error {
+	for _, c := range a.Emails {
+		if !c.Verified {
+			continue
+		}
+		token := credential.NewToken(CancelTokenPrefix)
+		t := &recourse.Token{Hash: s.hasher.Sum("token", token), Purpose: recourse.TokenCancel, RequestID: r.ID, AccountID: a.ID,
+			ExpiresAt: r.ExpiresAt.Add(7 * 24 * time.Hour), CreatedAt: s.now()}
+		if err := tx.CreateToken(ctx, t); err != nil {
+			return err
+		}
+		body := s.noticeBody(a, append(slices.Clone(lines),
+			"", "This wasn't me: open "+s.publicURL("/recover/cancel?t="+token)+" and confirm; the request stops at once."), meta)
+		if err := s.mailer.Send(ctx, tx, Message{AccountID: a.ID, To: c.Address, Subject: subject, Body: body, At: s.now()}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Service) publicURL(path string) string {
+	return strings.TrimSuffix(s.cfg.PublicURL, "/") + path
+}
+
+func (s *Service) addEvidence(ctx context.Context, tx recourse.Tx, r *recourse.Recovery, kind string, detail any, actor string) error {
+	b, err := json.Marshal(detail)
+	if err != nil {
+		return err
+	}
+	return tx.AddRecoveryEvidence(ctx, &recourse.RecoveryEvidence{RequestID: r.ID, Kind: kind, Detail: b, ActorID: actor, CreatedAt: s.now()})
+}
+
+// ---- reading a request ----
+
+// RecoveryView is what the page that drives a request may show.
+type RecoveryView struct {
+	ID string
+	// Revealed is false until the browser has proven something (a code):
+	// before that, known and unknown identifiers look the same.
+	Revealed     bool
+	State        recourse.RecoveryState
+	Action       string
+	Tier         string
+	Outcome      string
+	Requirement  string
+	Missing      []string
+	Evidence     []string
+	Approvals    int
+	CoolingUntil *time.Time
+	ExpiresAt    time.Time
+	// Can* say which inputs the page offers.
+	CanTOTP, CanRecoveryCode, CanContinue bool
+}
+
+// loadForBrowser returns the request if the browser secret matches, else
+// ErrNotFound (the same for a request that does not exist).
+func (s *Service) loadForBrowser(ctx context.Context, tx recourse.Tx, id, secret string) (*recourse.Recovery, error) {
+	if !credential.ValidToken(BrowserSecretPrefix, secret) || !strings.HasPrefix(id, "rr_") || len(id) > 64 {
+		return nil, recourse.ErrNotFound
+	}
+	r, err := tx.Recovery(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if len(r.BrowserHash) == 0 || !credential.Equal(r.BrowserHash, s.browserHash(secret)) {
+		return nil, recourse.ErrNotFound
+	}
+	return r, nil
+}
+
+func requirementOf(r *recourse.Recovery) (*policy.Requirement, error) {
+	var req policy.Requirement
+	if err := json.Unmarshal(r.Requirement, &req); err != nil {
+		return nil, internal("decode requirement", err)
+	}
+	return &req, nil
+}
+
+// evidenceOf gathers a request's evidence and the approving votes on its
+// current change.
+func (s *Service) evidenceOf(ctx context.Context, tx recourse.Tx, r *recourse.Recovery) (policy.Evidence, []string, error) {
+	var ev policy.Evidence
+	var labels []string
+	rows, err := tx.RecoveryEvidence(ctx, r.ID)
+	if err != nil {
+		return ev, nil, err
+	}
+	for _, e := range rows {
+		switch e.Kind {
+		case "code":
+			var c policy.Code
+			if json.Unmarshal(e.Detail, &c) == nil {
+				ev.Codes = append(ev.Codes, c)
+				labels = append(labels, "code sent by "+c.Channel)
+			}
+		case "possession":
+			var p policy.Possession
+			if json.Unmarshal(e.Detail, &p) == nil {
+				ev.Possessions = append(ev.Possessions, p)
+				labels = append(labels, "proof of "+p.Type)
+			}
+		case "recovery_code":
+			ev.RecoveryCodes++
+			labels = append(labels, "saved recovery code")
+		case "attestation":
+			var a policy.Attestation
+			if json.Unmarshal(e.Detail, &a) == nil {
+				ev.Attestations = append(ev.Attestations, a)
+				labels = append(labels, "help-desk attestation")
+			}
+		case "identity_verification":
+			var v policy.IdentityVerification
+			if json.Unmarshal(e.Detail, &v) == nil {
+				ev.IdentityVerifications = append(ev.IdentityVerifications, v)
+				labels = append(labels, "identity verification")
+			}
+		}
+	}
+	votes, err := tx.RecoveryVotes(ctx, r.ID)
+	if err != nil {
+		return ev, nil, err
+	}
+	for _, v := range votes {
+		if v.ChangeDigest == r.ChangeDigest && v.Vote == "approve" {
+			ev.Approvals = append(ev.Approvals, policy.Approval{ApproverID: v.ApproverID, Roles: v.Roles})
+			labels = append(labels, "approval")
+		}
+	}
+	return ev, labels, nil
+}
+
+// RecoveryStatus returns what the browser that drives the request may see.
+// A wrong secret or an unknown id gives the same unrevealed view as a fresh
+// request, so the page never confirms that an account exists.
+func (s *Service) RecoveryStatus(ctx context.Context, id, secret string) (*RecoveryView, error) {
+	view := &RecoveryView{ID: id, State: recourse.RecoveryCollecting}
+	r, err := s.loadForBrowser(ctx, s.store, id, secret)
+	if errors.Is(err, recourse.ErrNotFound) {
+		return view, nil
+	}
+	if err != nil {
+		return nil, internal("read recovery", err)
+	}
+	ev, labels, err := s.evidenceOf(ctx, s.store, r)
+	if err != nil {
+		return nil, internal("read evidence", err)
+	}
+	if len(labels) == 0 && r.Initiator == "self" {
+		return view, nil
+	}
+	view.Revealed = true
+	view.State, view.Action, view.Tier, view.Outcome = s.effectiveState(r), r.Action, r.Tier, r.Outcome
+	view.CoolingUntil, view.ExpiresAt, view.Evidence = r.CoolingUntil, r.ExpiresAt, labels
+	view.Approvals = len(ev.Approvals)
+	if r.State.Open() {
+		req, err := requirementOf(r)
+		if err != nil {
+			return nil, err
+		}
+		view.Requirement = policy.Describe(req.Evidence)
+		res := policy.Satisfied(req, ev)
+		view.Missing = res.Missing
+		hasTOTP, hasCodes := false, false
+		auths, err := s.store.Authenticators(ctx, r.AccountID)
+		if err != nil {
+			return nil, internal("list authenticators", err)
+		}
+		for _, au := range auths {
+			if au.Status == recourse.AuthActive {
+				hasTOTP = hasTOTP || au.Kind == recourse.AuthTOTP
+				hasCodes = hasCodes || au.Kind == recourse.AuthRecoveryCodes
+			}
+		}
+		view.CanTOTP, view.CanRecoveryCode = hasTOTP, hasCodes
+		view.CanContinue = view.State == recourse.RecoveryReady
+	}
+	return view, nil
+}
+
+// effectiveState is the state as of now, without writing: a cooling-off
+// that has run out reads as ready, a request past its expiry as expired.
+func (s *Service) effectiveState(r *recourse.Recovery) recourse.RecoveryState {
+	now := s.now()
+	if r.State.Open() && !now.Before(r.ExpiresAt) {
+		return recourse.RecoveryExpired
+	}
+	if r.State == recourse.RecoveryCoolingOff && r.CoolingUntil != nil && !now.Before(*r.CoolingUntil) {
+		return recourse.RecoveryReady
+	}
+	return r.State
+}
+
+// ---- evidence ----
+
+// SubmitChallengeCode checks a code sent to one of the account's channels.
+// Each code allows five tries and every wrong code counts against the
+// account, atomically, whatever the resends.
+func (s *Service) SubmitChallengeCode(ctx context.Context, id, secret, code string, meta Meta) error {
+	code = strings.ReplaceAll(strings.TrimSpace(code), " ", "")
+	r, err := s.loadForBrowser(ctx, s.store, id, secret)
+	if errors.Is(err, recourse.ErrNotFound) {
+		return errWrongCode
+	}
+	if err != nil {
+		return internal("read recovery", err)
+	}
+	return s.checkChallenge(ctx, r, code, meta)
+}
+
+func (s *Service) checkChallenge(ctx context.Context, r *recourse.Recovery, code string, meta Meta) error {
+	if s.effectiveState(r) != r.State || !r.State.Open() {
+		return errRecoveryClosed
+	}
+	a, err := s.store.Account(ctx, r.AccountID)
+	if err != nil {
+		return internal("read account", err)
+	}
+	if a.RecoveryFailures >= maxRecoveryFailures || a.FrozenAt != nil {
+		return errTooManyCodes
+	}
+	now := s.now()
+	cands, err := s.store.TakeChallengeAttempts(ctx, r.ID, maxCodeAttempts, now)
+	if err != nil {
+		return internal("check code", err)
+	}
+	var match *recourse.Challenge
+	for _, c := range cands {
+		if credential.Equal(c.CodeHash, s.hasher.Sum("challenge:"+c.ID, code)) {
+			match = c
+		}
+	}
+	if match == nil {
+		n, err := s.store.RecordRecoveryFailure(ctx, r.AccountID)
+		if err != nil {
+			return internal("count failure", err)
+		}
+		_ = s.recordAuditTx(ctx, recourse.AuditEvent{Action: recourse.ActionRecoveryEvidence, Outcome: recourse.OutcomeFailure, SubjectID: r.AccountID,
+			Reason: "wrong code", Attributes: map[string]string{"request": r.ID, "failures": fmt.Sprint(n)}}, meta)
+		if n >= maxRecoveryFailures {
+			return errTooManyCodes
+		}
+		return errWrongCode
+	}
+	return s.recordEvidence(ctx, r.ID, meta, func(tx recourse.Tx, r *recourse.Recovery) error {
+		ok, err := tx.UseChallenge(ctx, match.ID, now)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return errWrongCode // a racing submission used it first
+		}
+		ch, err := tx.Channel(ctx, match.ChannelID)
+		age := time.Duration(0)
+		if err == nil && ch.VerifiedAt != nil {
+			age = now.Sub(*ch.VerifiedAt)
+		}
+		return s.addEvidence(ctx, tx, r, "code", policy.Code{Channel: match.Kind, ChannelAge: age}, "")
+	}, "code by "+match.Kind)
+}
+
+// SubmitTOTP proves possession of a still-bound authenticator app. A code
+// is accepted once only.
+func (s *Service) SubmitTOTP(ctx context.Context, id, secret, code string, meta Meta) error {
+	r, err := s.loadForBrowser(ctx, s.store, id, secret)
+	if errors.Is(err, recourse.ErrNotFound) {
+		return errWrongCode
+	}
+	if err != nil {
+		return internal("read recovery", err)
+	}
+	if !r.State.Open() || s.effectiveState(r) != r.State {
+		return errRecoveryClosed
+	}
+	a, err := s.store.Account(ctx, r.AccountID)
+	if err != nil {
+		return internal("read account", err)
+	}
+	if a.RecoveryFailures >= maxRecoveryFailures || a.FrozenAt != nil {
+		return errTooManyCodes
+	}
+	au, err := s.matchTOTP(ctx, r.AccountID, code)
+	if err != nil {
+		return err
+	}
+	if au == nil {
+		if _, err := s.store.RecordRecoveryFailure(ctx, r.AccountID); err != nil {
+			return internal("count failure", err)
+		}
+		return errWrongCode
+	}
+	return s.recordEvidence(ctx, r.ID, meta, func(tx recourse.Tx, r *recourse.Recovery) error {
+		if err := s.event(ctx, tx, au, recourse.AuthEventUsed, meta); err != nil {
+			return err
+		}
+		return s.addEvidence(ctx, tx, r, "possession", policy.Possession{Type: "totp", AAL: 2}, "")
+	}, "authenticator app")
+}
+
+// SubmitSavedRecoveryCode uses up one of the account's saved recovery codes.
+func (s *Service) SubmitSavedRecoveryCode(ctx context.Context, id, secret, code string, meta Meta) error {
+	r, err := s.loadForBrowser(ctx, s.store, id, secret)
+	if errors.Is(err, recourse.ErrNotFound) {
+		return errWrongCode
+	}
+	if err != nil {
+		return internal("read recovery", err)
+	}
+	if !r.State.Open() || s.effectiveState(r) != r.State {
+		return errRecoveryClosed
+	}
+	norm, ok := credential.NormalizeRecoveryCode(code)
+	if !ok {
+		return errWrongCode
+	}
+	err = s.recordEvidence(ctx, r.ID, meta, func(tx recourse.Tx, r *recourse.Recovery) error {
+		setID, err := tx.UseRecoveryCode(ctx, r.AccountID, s.hasher.Sum("recovery-code", norm), s.now())
+		if err != nil {
+			return err
+		}
+		set, err := tx.Authenticator(ctx, setID)
+		if err != nil {
+			return err
+		}
+		if err := s.event(ctx, tx, set, recourse.AuthEventUsed, meta); err != nil {
+			return err
+		}
+		return s.addEvidence(ctx, tx, r, "recovery_code", map[string]string{"set": setID}, "")
+	}, "saved recovery code")
+	if errors.Is(err, recourse.ErrNotFound) {
+		if _, ferr := s.store.RecordRecoveryFailure(ctx, r.AccountID); ferr != nil {
+			return internal("count failure", ferr)
+		}
+		return errWrongCode
+	}
+	return err
+}
+
+// recordEvidence adds evidence in one transaction with the state change it
+// causes and its audit event.
+func (s *Service) recordEvidence(ctx context.Context, id string, meta Meta, add func(tx recourse.Tx, r *recourse.Recovery) error, label string) error {
+	err := s.store.InTx(ctx, func(tx recourse.Tx) error {
+		r, err := tx.Recovery(ctx, id)
+		if err != nil {
+			return err
+		}
+		if !r.State.Open() {
+			return errRecoveryClosed
+		}
+		if err := add(tx, r); err != nil {
+			return err
+		}
+		if err := s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionRecoveryEvidence, Outcome: recourse.OutcomeSuccess,
+			SubjectID: r.AccountID, PolicyDigest: r.PolicyDigest, Evidence: []string{label},
+			Attributes: map[string]string{"request": r.ID}}, meta); err != nil {
+			return err
+		}
+		return s.advance(ctx, tx, r, meta)
+	})
+	if err != nil && recourse.ErrorCode(err) == recourse.EINTERNAL {
+		return internal("record evidence", err)
+	}
+	return err
+}
+
+// ---- state machine ----
+
+// AdvanceRecovery re-evaluates a request (the job queue calls it at the end
+// of a cooling-off and at expiry). It is idempotent.
+func (s *Service) AdvanceRecovery(ctx context.Context, id string) error {
+	err := s.store.InTx(ctx, func(tx recourse.Tx) error {
+		r, err := tx.Recovery(ctx, id)
+		if err != nil {
+			return err
+		}
+		return s.advance(ctx, tx, r, systemMeta)
+	})
+	if errors.Is(err, recourse.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// advance moves r as far as its evidence, votes and the clock allow, within
+// tx, writing an audit event and notices for each transition.
+func (s *Service) advance(ctx context.Context, tx recourse.Tx, r *recourse.Recovery, meta Meta) error {
+	if !r.State.Open() {
+		return nil
+	}
+	now := s.now()
+	from := r.State
+	if !now.Before(r.ExpiresAt) {
+		return s.transition(ctx, tx, r, recourse.RecoveryExpired, "The request was not finished in time.", meta)
+	}
+	req, err := requirementOf(r)
+	if err != nil {
+		return err
+	}
+	ev, _, err := s.evidenceOf(ctx, tx, r)
+	if err != nil {
+		return err
+	}
+	switch r.State {
+	case recourse.RecoveryCollecting, recourse.RecoveryAwaitingApproval:
+		res := policy.Satisfied(req, ev)
+		if res.Satisfied {
+			if res.Delay <= 0 {
+				return s.transition(ctx, tx, r, recourse.RecoveryReady, "", meta)
+			}
+			until := now.Add(res.Delay)
+			r.CoolingUntil = &until
+			if err := s.transition(ctx, tx, r, recourse.RecoveryCoolingOff, "", meta); err != nil {
+				return err
+			}
+			if s.scheduler != nil {
+				return s.scheduler.ScheduleAdvance(ctx, tx, r.ID, until)
+			}
+			return nil
+		}
+		if r.State == recourse.RecoveryCollecting && onlyApprovalsMissing(req, ev) {
+			return s.transition(ctx, tx, r, recourse.RecoveryAwaitingApproval, "", meta)
+		}
+	case recourse.RecoveryCoolingOff:
+		if r.CoolingUntil != nil && !now.Before(*r.CoolingUntil) {
+			return s.transition(ctx, tx, r, recourse.RecoveryReady, "", meta)
+		}
+	}
+	_ = from
+	return nil
+}
+
+// onlyApprovalsMissing reports whether approvals alone would complete the
+// evidence: the requester has done their part.
+func onlyApprovalsMissing(req *policy.Requirement, ev policy.Evidence) bool {
+	all := []string{"manager", "recovery_contact", "sponsor", "owner"}
+	var groups func(n *policy.Node)
+	groups = func(n *policy.Node) {
+		if n == nil {
+			return
+		}
+		if n.Approval != nil {
+			all = append(all, n.Approval.From...)
+		}
+		for _, c := range append(append(slices.Clone(n.All), n.Any...), nof(n)...) {
+			groups(c)
+		}
+	}
+	groups(req.Evidence)
+	hyp := ev
+	hyp.Approvals = slices.Clone(ev.Approvals)
+	for i := range 10 {
+		hyp.Approvals = append(hyp.Approvals, policy.Approval{ApproverID: fmt.Sprintf("hypothetical-%d", i), Roles: all})
+	}
+	return policy.Satisfied(req, hyp).Satisfied
+}
+
+func nof(n *policy.Node) []*policy.Node {
+	if n.NOf == nil {
+		return nil
+	}
+	return n.NOf.Of
+}
+
+// transition stores a new state with its audit event and notices.
+func (s *Service) transition(ctx context.Context, tx recourse.Tx, r *recourse.Recovery, to recourse.RecoveryState, outcome string, meta Meta) error {
+	from := r.State
+	r.State, r.UpdatedAt = to, s.now()
+	if outcome != "" {
+		r.Outcome = outcome
+	}
+	if err := tx.UpdateRecovery(ctx, r); err != nil {
+		return err
+	}
+	if err := s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionRecoveryTransition, Outcome: recourse.OutcomeSuccess,
+		SubjectID: r.AccountID, PolicyDigest: r.PolicyDigest, Reason: outcome,
+		Before: map[string]string{"state": string(from)}, After: map[string]string{"state": string(to)},
+		Attributes: map[string]string{"request": r.ID, "action": r.Action}}, meta); err != nil {
+		return err
+	}
+	a, err := tx.Account(ctx, r.AccountID)
+	if err != nil {
+		return err
+	}
+	switch to {
+	case recourse.RecoveryAwaitingApproval:
+		return s.notifyApprovers(ctx, tx, a, r, meta)
+	case recourse.RecoveryCoolingOff:
+		return s.noticeWithCancel(ctx, tx, a, r, "Your account recovery is waiting before it completes", []string{
+			"A recovery of your account (" + describeAction(r.Action) + ") has all the evidence it needs.",
+			"For your safety it waits until " + r.CoolingUntil.UTC().Format("2006-01-02 15:04 UTC") + " before it can be completed.",
+		}, meta)
+	case recourse.RecoveryReady:
+		return s.notifyAccount(ctx, tx, a, "Your account recovery can be completed", []string{
+			"The recovery of your account (" + describeAction(r.Action) + ") can now be completed from the page where it was started.",
+		}, meta)
+	}
+	return nil
+}
+
+// eligibleRoles returns the approval roles that person holds towards the
+// subject, among those the requirement asks for.
+func (s *Service) eligibleRoles(ctx context.Context, subject, person *recourse.Account, req *policy.Requirement) []string {
+	asked := map[string]bool{}
+	var walk func(n *policy.Node)
+	walk = func(n *policy.Node) {
+		if n == nil {
+			return
+		}
+		if n.Approval != nil {
+			for _, r := range n.Approval.From {
+				asked[r] = true
+			}
+		}
+		for _, c := range append(append(slices.Clone(n.All), n.Any...), nof(n)...) {
+			walk(c)
+		}
+	}
+	walk(req.Evidence)
+	var roles []string
+	if asked["manager"] && subject.ManagerID == person.ID {
+		roles = append(roles, "manager")
+	}
+	if asked["sponsor"] && subject.SponsorID == person.ID {
+		roles = append(roles, "sponsor")
+	}
+	if asked["recovery_contact"] && slices.Contains(subject.RecoveryContacts, person.ID) {
+		roles = append(roles, "recovery_contact")
+	}
+	if asked["owner"] && slices.Contains(subject.Owners, person.ID) {
+		roles = append(roles, "owner")
+	}
+	for r := range asked {
+		if g, ok := strings.CutPrefix(r, "group:"); ok && person.InGroup(g) {
+			roles = append(roles, r)
+		}
+	}
+	slices.Sort(roles)
+	return roles
+}
+
+// approvers resolves the people who may approve r, from the directory.
+func (s *Service) approvers(ctx context.Context, tx recourse.Tx, subject *recourse.Account, r *recourse.Recovery) ([]*recourse.Account, error) {
+	req, err := requirementOf(r)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{subject.ID: true, r.InitiatorID: true}
+	var out []*recourse.Account
+	consider := func(a *recourse.Account) {
+		if a == nil || seen[a.ID] || a.Kind != recourse.KindHuman || a.Status != recourse.StatusActive {
+			return
+		}
+		seen[a.ID] = true
+		if len(s.eligibleRoles(ctx, subject, a, req)) > 0 {
+			out = append(out, a)
+		}
+	}
+	ids := append([]string{subject.ManagerID, subject.SponsorID}, subject.RecoveryContacts...)
+	ids = append(ids, subject.Owners...)
+	for _, id := range ids {
+		if id == "" || seen[id] {
+			continue
+		}
+		if a, err := tx.Account(ctx, id); err == nil {
+			consider(a)
+		}
+	}
+	groups := map[string]bool{}
+	var walk func(n *policy.Node)
+	walk = func(n *policy.Node) {
+		if n == nil {
+			return
+		}
+		if n.Approval != nil {
+			for _, r := range n.Approval.From {
+				if g, ok := strings.CutPrefix(r, "group:"); ok {
+					groups[g] = true
+				}
+			}
+		}
+		for _, c := range append(append(slices.Clone(n.All), n.Any...), nof(n)...) {
+			walk(c)
+		}
+	}
+	walk(req.Evidence)
+	for g := range groups {
+		members, err := tx.AccountsInGroup(ctx, g, 100)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range members {
+			consider(m)
+		}
+	}
+	return out, nil
+}
+
+func (s *Service) notifyApprovers(ctx context.Context, tx recourse.Tx, subject *recourse.Account, r *recourse.Recovery, meta Meta) error {
+	people, err := s.approvers(ctx, tx, subject, r)
+	if err != nil {
+		return err
+	}
+	for _, p := range people {
+		if err := s.notifyAccount(ctx, tx, p, "Your approval is needed: "+subject.DisplayName, []string{
+			subject.DisplayName + " (" + subject.Username + ") asks to " + describeAction(r.Action) + ".",
+			"Review exactly what would change, and approve or deny, at " + s.publicURL("/approvals/"+r.ID) + " (sign in first).",
+			"If you did not expect this, deny it: account takeovers often start with a convincing request.",
+		}, meta); err != nil {
+			return err
+		}
+	}
+	return nil
+}

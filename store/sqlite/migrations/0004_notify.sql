@@ -1,0 +1,1 @@
+-- Notifications: reserved for the notifications work (issue 6).

@@ -1,0 +1,1 @@
+-- API keys: reserved for the JSON API work (issue 7).

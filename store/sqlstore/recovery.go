@@ -1,0 +1,327 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/recourse/recourse"
+)
+
+const recoveryColumns = `id, account_id, action, tier, state, lost, initiator, initiator_id, reason, change_json, change_digest,
+    policy_digest, rule, requirement, requirement_digest, browser_hash, cooling_until, expires_at, outcome, ip, user_agent,
+    created_at, updated_at, completed_at, version`
+
+func scanRecovery(r scanner) (*recourse.Recovery, error) {
+	var x recourse.Recovery
+	var change string
+	var cooling, completed sql.NullTime
+	if err := r.Scan(&x.ID, &x.AccountID, &x.Action, &x.Tier, &x.State, &x.Lost, &x.Initiator, &x.InitiatorID, &x.Reason,
+		&change, &x.ChangeDigest, &x.PolicyDigest, &x.Rule, &x.Requirement, &x.RequirementDigest, &x.BrowserHash,
+		&cooling, &x.ExpiresAt, &x.Outcome, &x.IP, &x.UserAgent, &x.CreatedAt, &x.UpdatedAt, &completed, &x.Version); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal([]byte(change), &x.Change); err != nil {
+		return nil, fmt.Errorf("decode change: %w", err)
+	}
+	x.CoolingUntil, x.CompletedAt = timePtr(cooling), timePtr(completed)
+	x.ExpiresAt, x.CreatedAt, x.UpdatedAt = utc(x.ExpiresAt), utc(x.CreatedAt), utc(x.UpdatedAt)
+	return &x, nil
+}
+
+func jsonMap(m map[string]string) string {
+	if m == nil {
+		m = map[string]string{}
+	}
+	b, _ := json.Marshal(m)
+	return string(b)
+}
+
+func (s queries) CreateRecovery(ctx context.Context, r *recourse.Recovery) error {
+	if r.Version == 0 {
+		r.Version = 1
+	}
+	_, err := s.q.ExecContext(ctx, `INSERT INTO recovery_requests (`+recoveryColumns+`)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)`,
+		r.ID, r.AccountID, r.Action, r.Tier, r.State, r.Lost, r.Initiator, r.InitiatorID, r.Reason, jsonMap(r.Change), r.ChangeDigest,
+		r.PolicyDigest, r.Rule, r.Requirement, r.RequirementDigest, nilIfEmpty(r.BrowserHash), nullTime(r.CoolingUntil), utc(r.ExpiresAt),
+		r.Outcome, r.IP, r.UserAgent, utc(r.CreatedAt), utc(r.UpdatedAt), nullTime(r.CompletedAt), r.Version)
+	return s.wrap("create recovery", err)
+}
+
+func (s queries) Recovery(ctx context.Context, id string) (*recourse.Recovery, error) {
+	forUpdate := ""
+	if s.inTx {
+		forUpdate = s.d.ForUpdate
+	}
+	r, err := scanRecovery(s.q.QueryRowContext(ctx, `SELECT `+recoveryColumns+` FROM recovery_requests WHERE id = $1`+forUpdate, id))
+	return r, s.wrap("read recovery", err)
+}
+
+func (s queries) UpdateRecovery(ctx context.Context, r *recourse.Recovery) error {
+	n, err := affected(s.q.ExecContext(ctx, `UPDATE recovery_requests SET state = $2, change_json = $3, change_digest = $4,
+        policy_digest = $5, rule = $6, requirement = $7, requirement_digest = $8, browser_hash = $9, cooling_until = $10,
+        expires_at = $11, outcome = $12, updated_at = $13, completed_at = $14, reason = $15, version = version + 1
+        WHERE id = $1 AND version = $16`,
+		r.ID, r.State, jsonMap(r.Change), r.ChangeDigest, r.PolicyDigest, r.Rule, r.Requirement, r.RequirementDigest,
+		nilIfEmpty(r.BrowserHash), nullTime(r.CoolingUntil), utc(r.ExpiresAt), r.Outcome, utc(r.UpdatedAt), nullTime(r.CompletedAt),
+		r.Reason, r.Version))
+	if err != nil {
+		return s.wrap("update recovery", err)
+	}
+	if n == 0 {
+		return recourse.ErrConflict
+	}
+	r.Version++
+	return nil
+}
+
+func (s queries) listRecoveries(ctx context.Context, q string, args ...any) ([]*recourse.Recovery, error) {
+	rows, err := s.q.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, s.wrap("list recoveries", err)
+	}
+	defer rows.Close()
+	var out []*recourse.Recovery
+	for rows.Next() {
+		r, err := scanRecovery(rows)
+		if err != nil {
+			return nil, s.wrap("list recoveries", err)
+		}
+		out = append(out, r)
+	}
+	return out, s.wrap("list recoveries", rows.Err())
+}
+
+var openStates = []recourse.RecoveryState{recourse.RecoveryCollecting, recourse.RecoveryAwaitingApproval, recourse.RecoveryCoolingOff, recourse.RecoveryReady}
+
+func stateList(states []recourse.RecoveryState) string {
+	parts := make([]string, len(states))
+	for i, st := range states {
+		// States are constants of the domain, never user input.
+		parts[i] = "'" + strings.ReplaceAll(string(st), "'", "") + "'"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (s queries) Recoveries(ctx context.Context, accountID string, openOnly bool) ([]*recourse.Recovery, error) {
+	q := `SELECT ` + recoveryColumns + ` FROM recovery_requests WHERE account_id = $1`
+	if openOnly {
+		q += ` AND state IN (` + stateList(openStates) + `)`
+	}
+	return s.listRecoveries(ctx, q+` ORDER BY created_at DESC, id LIMIT 200`, accountID)
+}
+
+func (s queries) OpenRecoveries(ctx context.Context, states []recourse.RecoveryState, limit int) ([]*recourse.Recovery, error) {
+	if len(states) == 0 {
+		states = openStates
+	}
+	if limit <= 0 || limit > 10000 {
+		limit = 10000
+	}
+	return s.listRecoveries(ctx, fmt.Sprintf(`SELECT `+recoveryColumns+` FROM recovery_requests WHERE state IN (`+stateList(states)+`)
+        ORDER BY created_at, id LIMIT %d`, limit))
+}
+
+func (s queries) AddRecoveryEvidence(ctx context.Context, e *recourse.RecoveryEvidence) error {
+	err := s.q.QueryRowContext(ctx, `INSERT INTO recovery_evidence (request_id, kind, detail, actor_id, created_at)
+        VALUES ($1, $2, $3, $4, $5) RETURNING id`, e.RequestID, e.Kind, e.Detail, e.ActorID, utc(e.CreatedAt)).Scan(&e.ID)
+	return s.wrap("add evidence", err)
+}
+
+func (s queries) RecoveryEvidence(ctx context.Context, requestID string) ([]*recourse.RecoveryEvidence, error) {
+	rows, err := s.q.QueryContext(ctx, `SELECT id, request_id, kind, detail, actor_id, created_at FROM recovery_evidence
+        WHERE request_id = $1 ORDER BY id`, requestID)
+	if err != nil {
+		return nil, s.wrap("list evidence", err)
+	}
+	defer rows.Close()
+	var out []*recourse.RecoveryEvidence
+	for rows.Next() {
+		var e recourse.RecoveryEvidence
+		if err := rows.Scan(&e.ID, &e.RequestID, &e.Kind, &e.Detail, &e.ActorID, &e.CreatedAt); err != nil {
+			return nil, s.wrap("list evidence", err)
+		}
+		e.CreatedAt = utc(e.CreatedAt)
+		out = append(out, &e)
+	}
+	return out, s.wrap("list evidence", rows.Err())
+}
+
+func (s queries) AddRecoveryVote(ctx context.Context, v *recourse.RecoveryVote) error {
+	_, err := s.q.ExecContext(ctx, `INSERT INTO recovery_votes (request_id, approver_id, change_digest, vote, roles, comment, created_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7)`, v.RequestID, v.ApproverID, v.ChangeDigest, v.Vote, jsonList(v.Roles), v.Comment, utc(v.CreatedAt))
+	return s.wrap("add vote", err)
+}
+
+func (s queries) RecoveryVotes(ctx context.Context, requestID string) ([]*recourse.RecoveryVote, error) {
+	rows, err := s.q.QueryContext(ctx, `SELECT request_id, approver_id, change_digest, vote, roles, comment, created_at
+        FROM recovery_votes WHERE request_id = $1 ORDER BY created_at, approver_id`, requestID)
+	if err != nil {
+		return nil, s.wrap("list votes", err)
+	}
+	defer rows.Close()
+	var out []*recourse.RecoveryVote
+	for rows.Next() {
+		var v recourse.RecoveryVote
+		var roles string
+		if err := rows.Scan(&v.RequestID, &v.ApproverID, &v.ChangeDigest, &v.Vote, &roles, &v.Comment, &v.CreatedAt); err != nil {
+			return nil, s.wrap("list votes", err)
+		}
+		if v.Roles, err = parseList(roles); err != nil {
+			return nil, err
+		}
+		v.CreatedAt = utc(v.CreatedAt)
+		out = append(out, &v)
+	}
+	return out, s.wrap("list votes", rows.Err())
+}
+
+const challengeColumns = `id, request_id, channel_id, kind, code_hash, attempts, expires_at, used_at, created_at`
+
+func scanChallenge(r scanner) (*recourse.Challenge, error) {
+	var c recourse.Challenge
+	var used sql.NullTime
+	if err := r.Scan(&c.ID, &c.RequestID, &c.ChannelID, &c.Kind, &c.CodeHash, &c.Attempts, &c.ExpiresAt, &used, &c.CreatedAt); err != nil {
+		return nil, err
+	}
+	c.UsedAt = timePtr(used)
+	c.ExpiresAt, c.CreatedAt = utc(c.ExpiresAt), utc(c.CreatedAt)
+	return &c, nil
+}
+
+func (s queries) CreateChallenge(ctx context.Context, c *recourse.Challenge) error {
+	if c.ID == "" {
+		c.ID = recourse.NewID("chl_")
+	}
+	_, err := s.q.ExecContext(ctx, `INSERT INTO challenges (`+challengeColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		c.ID, c.RequestID, c.ChannelID, c.Kind, c.CodeHash, c.Attempts, utc(c.ExpiresAt), nullTime(c.UsedAt), utc(c.CreatedAt))
+	return s.wrap("create challenge", err)
+}
+
+func (s queries) challenges(ctx context.Context, q string, args ...any) ([]*recourse.Challenge, error) {
+	rows, err := s.q.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, s.wrap("challenges", err)
+	}
+	defer rows.Close()
+	var out []*recourse.Challenge
+	for rows.Next() {
+		c, err := scanChallenge(rows)
+		if err != nil {
+			return nil, s.wrap("challenges", err)
+		}
+		out = append(out, c)
+	}
+	return out, s.wrap("challenges", rows.Err())
+}
+
+func (s queries) TakeChallengeAttempts(ctx context.Context, requestID string, maxAttempts int, now time.Time) ([]*recourse.Challenge, error) {
+	return s.challenges(ctx, `UPDATE challenges SET attempts = attempts + 1
+        WHERE request_id = $1 AND used_at IS NULL AND expires_at > $2 AND attempts < $3
+        RETURNING `+challengeColumns, requestID, utc(now), maxAttempts)
+}
+
+func (s queries) UseChallenge(ctx context.Context, id string, now time.Time) (bool, error) {
+	n, err := affected(s.q.ExecContext(ctx, `UPDATE challenges SET used_at = $2 WHERE id = $1 AND used_at IS NULL`, id, utc(now)))
+	return n == 1, s.wrap("use challenge", err)
+}
+
+func (s queries) Challenges(ctx context.Context, requestID string) ([]*recourse.Challenge, error) {
+	return s.challenges(ctx, `SELECT `+challengeColumns+` FROM challenges WHERE request_id = $1 ORDER BY created_at, id`, requestID)
+}
+
+const tokenColumns = `hash, id, purpose, request_id, account_id, browser_hash, expires_at, used_at, revoked_at, created_at`
+
+func (s queries) CreateToken(ctx context.Context, t *recourse.Token) error {
+	if t.ID == "" {
+		t.ID = recourse.NewID("tok_")
+	}
+	_, err := s.q.ExecContext(ctx, `INSERT INTO tokens (`+tokenColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		t.Hash, t.ID, t.Purpose, t.RequestID, t.AccountID, nilIfEmpty(t.BrowserHash), utc(t.ExpiresAt), nullTime(t.UsedAt),
+		nullTime(t.RevokedAt), utc(t.CreatedAt))
+	return s.wrap("create token", err)
+}
+
+func (s queries) UseToken(ctx context.Context, hash []byte, purpose string, now time.Time) (*recourse.Token, error) {
+	var t recourse.Token
+	var used, revoked sql.NullTime
+	err := s.q.QueryRowContext(ctx, `UPDATE tokens SET used_at = $3
+        WHERE hash = $1 AND purpose = $2 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $3
+        RETURNING `+tokenColumns, hash, purpose, utc(now)).Scan(&t.Hash, &t.ID, &t.Purpose, &t.RequestID, &t.AccountID,
+		&t.BrowserHash, &t.ExpiresAt, &used, &revoked, &t.CreatedAt)
+	if err != nil {
+		return nil, s.wrap("use token", err)
+	}
+	t.UsedAt, t.RevokedAt = timePtr(used), timePtr(revoked)
+	t.ExpiresAt, t.CreatedAt = utc(t.ExpiresAt), utc(t.CreatedAt)
+	return &t, nil
+}
+
+func (s queries) RevokeTokens(ctx context.Context, accountID, exceptID string, now time.Time) (int, error) {
+	n, err := affected(s.q.ExecContext(ctx, `UPDATE tokens SET revoked_at = $3
+        WHERE account_id = $1 AND id <> $2 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $3`, accountID, exceptID, utc(now)))
+	return n, s.wrap("revoke tokens", err)
+}
+
+func (s queries) RecordRecoveryFailure(ctx context.Context, accountID string) (int, error) {
+	var n int
+	err := s.q.QueryRowContext(ctx, `UPDATE accounts SET recovery_failures = recovery_failures + 1 WHERE id = $1 RETURNING recovery_failures`, accountID).Scan(&n)
+	return n, s.wrap("record recovery failure", err)
+}
+
+func (s queries) ResetRecoveryFailures(ctx context.Context, accountID string) error {
+	_, err := s.q.ExecContext(ctx, `UPDATE accounts SET recovery_failures = 0 WHERE id = $1 AND recovery_failures <> 0`, accountID)
+	return s.wrap("reset recovery failures", err)
+}
+
+func (s queries) SetAccountFrozen(ctx context.Context, accountID string, at *time.Time) error {
+	n, err := affected(s.q.ExecContext(ctx, `UPDATE accounts SET frozen_at = $2 WHERE id = $1`, accountID, nullTime(at)))
+	if err != nil {
+		return s.wrap("freeze account", err)
+	}
+	if n == 0 {
+		return recourse.ErrNotFound
+	}
+	return nil
+}
+
+func (s queries) AccountsInGroup(ctx context.Context, group string, limit int) ([]*recourse.Account, error) {
+	if limit <= 0 || limit > 1000 {
+		limit = 1000
+	}
+	rows, err := s.q.QueryContext(ctx, fmt.Sprintf(`SELECT `+accountColumns+` FROM accounts WHERE `+s.d.ListContains("group_names", "$1")+
+		` ORDER BY id LIMIT %d`, limit), group)
+	if err != nil {
+		return nil, s.wrap("accounts in group", err)
+	}
+	var out []*recourse.Account
+	for rows.Next() {
+		a, err := scanAccount(rows)
+		if err != nil {
+			rows.Close()
+			return nil, s.wrap("accounts in group", err)
+		}
+		out = append(out, a)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, s.wrap("accounts in group", err)
+	}
+	for _, a := range out {
+		if err := s.loadChannels(ctx, a); err != nil {
+			return nil, s.wrap("accounts in group", err)
+		}
+	}
+	return out, nil
+}
+
+// SQLTx exposes the transaction to components that must write in it (the
+// job queue's transactional inserts); nil outside a transaction.
+func (s queries) SQLTx() *sql.Tx {
+	tx, _ := s.q.(*sql.Tx)
+	return tx
+}

@@ -1,0 +1,254 @@
+package storetest
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/recourse/recourse"
+)
+
+func newRecovery(t *testing.T, s recourse.Store, accountID string) *recourse.Recovery {
+	t.Helper()
+	r := &recourse.Recovery{ID: recourse.NewID("rr_"), AccountID: accountID, Action: "password.reset", Tier: "recovery",
+		State: recourse.RecoveryCollecting, Lost: "password", Initiator: "self", Change: map[string]string{"credential": "password"},
+		ChangeDigest: "cd1", PolicyDigest: "pd", Rule: "r", Requirement: []byte(`{"evidence":null}`), RequirementDigest: "rd",
+		BrowserHash: []byte("browser"), ExpiresAt: T0.Add(72 * time.Hour), CreatedAt: T0, UpdatedAt: T0}
+	if err := s.CreateRecovery(t.Context(), r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func testRecoveryLifecycle(t *testing.T, s recourse.Store) {
+	ctx := t.Context()
+	mustCreate(t, s, NewAccount("a"))
+	r := newRecovery(t, s, "a")
+	got, err := s.Recovery(ctx, r.ID)
+	if err != nil || got.State != recourse.RecoveryCollecting || got.Change["credential"] != "password" || string(got.BrowserHash) != "browser" || got.Version != 1 {
+		t.Fatalf("Recovery = %+v, %v", got, err)
+	}
+	stale := *got
+	until := T0.Add(24 * time.Hour)
+	got.State, got.CoolingUntil, got.UpdatedAt = recourse.RecoveryCoolingOff, &until, T0.Add(time.Minute)
+	if err := s.UpdateRecovery(ctx, got); err != nil || got.Version != 2 {
+		t.Fatalf("UpdateRecovery: %v (version %d)", err, got.Version)
+	}
+	stale.State = recourse.RecoveryCancelled
+	if err := s.UpdateRecovery(ctx, &stale); !errors.Is(err, recourse.ErrConflict) {
+		t.Fatalf("stale update: %v, want ErrConflict", err)
+	}
+	open, err := s.Recoveries(ctx, "a", true)
+	if err != nil || len(open) != 1 || open[0].CoolingUntil == nil || !open[0].CoolingUntil.Equal(until) {
+		t.Fatalf("Recoveries = %v, %v", open, err)
+	}
+	cooling, err := s.OpenRecoveries(ctx, []recourse.RecoveryState{recourse.RecoveryCoolingOff}, 10)
+	if err != nil || len(cooling) != 1 {
+		t.Fatalf("OpenRecoveries = %v, %v", cooling, err)
+	}
+	for i, kind := range []string{"code", "possession"} {
+		e := &recourse.RecoveryEvidence{RequestID: r.ID, Kind: kind, Detail: []byte(fmt.Sprintf(`{"n":%d}`, i)), CreatedAt: T0}
+		if err := s.AddRecoveryEvidence(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ev, err := s.RecoveryEvidence(ctx, r.ID)
+	if err != nil || len(ev) != 2 || ev[0].Kind != "code" || string(ev[1].Detail) != `{"n":1}` {
+		t.Fatalf("RecoveryEvidence = %v, %v", ev, err)
+	}
+	// Group membership.
+	g := NewAccount("g")
+	g.Groups = []string{"security", "x"}
+	mustCreate(t, s, g)
+	members, err := s.AccountsInGroup(ctx, "security", 10)
+	if err != nil || len(members) != 1 || members[0].ID != "g" {
+		t.Fatalf("AccountsInGroup = %v, %v", members, err)
+	}
+	if none, _ := s.AccountsInGroup(ctx, "secur", 10); len(none) != 0 {
+		t.Errorf("group match is not exact: %v", none)
+	}
+}
+
+func testRecoveryTokenRace(t *testing.T, s recourse.Store) {
+	ctx := t.Context()
+	mustCreate(t, s, NewAccount("a"))
+	tok := &recourse.Token{Hash: []byte("h1"), Purpose: recourse.TokenCompletion, RequestID: "rr", AccountID: "a", ExpiresAt: T0.Add(15 * time.Minute), CreatedAt: T0}
+	if err := s.CreateToken(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.UseToken(ctx, []byte("h1"), recourse.TokenCancel, T0); !errors.Is(err, recourse.ErrNotFound) {
+		t.Errorf("wrong purpose accepted: %v", err)
+	}
+	const racers = 200
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wins := 0
+	for range racers {
+		wg.Go(func() {
+			got, err := s.UseToken(ctx, []byte("h1"), recourse.TokenCompletion, T0.Add(time.Minute))
+			if err == nil {
+				if got.RequestID != "rr" {
+					t.Errorf("token = %+v", got)
+				}
+				mu.Lock()
+				wins++
+				mu.Unlock()
+			} else if !errors.Is(err, recourse.ErrNotFound) {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if wins != 1 {
+		t.Fatalf("%d of %d racing redemptions of one token succeeded, want exactly 1", wins, racers)
+	}
+	expired := &recourse.Token{Hash: []byte("h2"), Purpose: recourse.TokenCompletion, AccountID: "a", ExpiresAt: T0, CreatedAt: T0}
+	if err := s.CreateToken(ctx, expired); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.UseToken(ctx, []byte("h2"), recourse.TokenCompletion, T0); !errors.Is(err, recourse.ErrNotFound) {
+		t.Errorf("expired token accepted: %v", err)
+	}
+	for i, h := range []string{"h3", "h4"} {
+		if err := s.CreateToken(ctx, &recourse.Token{ID: fmt.Sprintf("keep%d", i), Hash: []byte(h), Purpose: recourse.TokenCancel, AccountID: "a", ExpiresAt: T0.Add(time.Hour), CreatedAt: T0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := s.RevokeTokens(ctx, "a", "keep1", T0)
+	if err != nil || n != 1 {
+		t.Fatalf("RevokeTokens = %d, %v; want 1", n, err)
+	}
+	if _, err := s.UseToken(ctx, []byte("h3"), recourse.TokenCancel, T0); !errors.Is(err, recourse.ErrNotFound) {
+		t.Errorf("revoked token accepted: %v", err)
+	}
+	if _, err := s.UseToken(ctx, []byte("h4"), recourse.TokenCancel, T0); err != nil {
+		t.Errorf("the excepted token was revoked: %v", err)
+	}
+}
+
+func testRecoveryChallengeAttempts(t *testing.T, s recourse.Store) {
+	ctx := t.Context()
+	mustCreate(t, s, NewAccount("a"))
+	r := newRecovery(t, s, "a")
+	for _, kind := range []string{"email", "sms"} {
+		c := &recourse.Challenge{RequestID: r.ID, ChannelID: "ch", Kind: kind, CodeHash: []byte(kind), ExpiresAt: T0.Add(10 * time.Minute), CreatedAt: T0}
+		if err := s.CreateChallenge(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const racers, max = 30, 5
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	granted := 0
+	for range racers {
+		wg.Go(func() {
+			cs, err := s.TakeChallengeAttempts(ctx, r.ID, max, T0)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			granted += len(cs)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if granted != 2*max {
+		t.Fatalf("granted %d challenge attempts to %d racers, want exactly %d", granted, racers, 2*max)
+	}
+	all, _ := s.Challenges(ctx, r.ID)
+	first := all[0].ID
+	var wins int
+	for range 10 {
+		wg.Go(func() {
+			ok, err := s.UseChallenge(ctx, first, T0)
+			if err != nil {
+				t.Error(err)
+			}
+			if ok {
+				mu.Lock()
+				wins++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if wins != 1 {
+		t.Fatalf("a challenge was used %d times, want 1", wins)
+	}
+	later := &recourse.Challenge{RequestID: r.ID, ChannelID: "ch", Kind: "email", CodeHash: []byte("x"), ExpiresAt: T0.Add(time.Minute), CreatedAt: T0}
+	if err := s.CreateChallenge(ctx, later); err != nil {
+		t.Fatal(err)
+	}
+	if cs, _ := s.TakeChallengeAttempts(ctx, r.ID, max, T0.Add(2*time.Minute)); len(cs) != 0 {
+		t.Errorf("expired challenge offered: %v", cs)
+	}
+}
+
+func testRecoveryVotesOncePerPerson(t *testing.T, s recourse.Store) {
+	ctx := t.Context()
+	mustCreate(t, s, NewAccount("a"))
+	r := newRecovery(t, s, "a")
+	const racers = 50
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wins := 0
+	for range racers {
+		wg.Go(func() {
+			err := s.AddRecoveryVote(ctx, &recourse.RecoveryVote{RequestID: r.ID, ApproverID: "m", ChangeDigest: "cd1", Vote: "approve", Roles: []string{"manager"}, CreatedAt: T0})
+			if err == nil {
+				mu.Lock()
+				wins++
+				mu.Unlock()
+			} else if !errors.Is(err, recourse.ErrConflict) {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if wins != 1 {
+		t.Fatalf("one approver's vote was recorded %d times, want 1", wins)
+	}
+	// A new change digest is a new question.
+	if err := s.AddRecoveryVote(ctx, &recourse.RecoveryVote{RequestID: r.ID, ApproverID: "m", ChangeDigest: "cd2", Vote: "deny", CreatedAt: T0.Add(time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	votes, err := s.RecoveryVotes(ctx, r.ID)
+	if err != nil || len(votes) != 2 || votes[0].Roles[0] != "manager" || votes[1].Vote != "deny" {
+		t.Fatalf("RecoveryVotes = %+v, %v", votes, err)
+	}
+}
+
+func testRecoveryFailuresAndFreeze(t *testing.T, s recourse.Store) {
+	ctx := t.Context()
+	mustCreate(t, s, NewAccount("a"))
+	var wg sync.WaitGroup
+	for range 40 {
+		wg.Go(func() {
+			if _, err := s.RecordRecoveryFailure(ctx, "a"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	a, _ := s.Account(ctx, "a")
+	if a.RecoveryFailures != 40 {
+		t.Fatalf("RecoveryFailures = %d after 40 concurrent failures", a.RecoveryFailures)
+	}
+	if err := s.ResetRecoveryFailures(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	at := T0
+	if err := s.SetAccountFrozen(ctx, "a", &at); err != nil {
+		t.Fatal(err)
+	}
+	a, _ = s.Account(ctx, "a")
+	if a.RecoveryFailures != 0 || a.FrozenAt == nil || !a.FrozenAt.Equal(T0) {
+		t.Fatalf("after reset and freeze: %d %v", a.RecoveryFailures, a.FrozenAt)
+	}
+	if err := s.SetAccountFrozen(ctx, "ghost", &at); !errors.Is(err, recourse.ErrNotFound) {
+		t.Errorf("freeze unknown: %v", err)
+	}
+}
