@@ -93,6 +93,11 @@ type Options struct {
 	PollInterval time.Duration
 	// Workers bounds concurrent jobs (default 10).
 	Workers int
+	// JobTimeout bounds one job (default 1 minute). RescueAfter is when a
+	// job still marked running is presumed orphaned by a crashed process
+	// and retried (default 2 minutes; every job is idempotent).
+	JobTimeout  time.Duration
+	RescueAfter time.Duration
 }
 
 // Queue is the job queue; it implements service.Scheduler.
@@ -116,6 +121,12 @@ func New(db *sql.DB, dialect string, log *slog.Logger, opts Options) (*Queue, er
 	if opts.Workers == 0 {
 		opts.Workers = 10
 	}
+	if opts.JobTimeout == 0 {
+		opts.JobTimeout = time.Minute
+	}
+	if opts.RescueAfter == 0 {
+		opts.RescueAfter = 2 * time.Minute
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -136,13 +147,14 @@ func New(db *sql.DB, dialect string, log *slog.Logger, opts Options) (*Queue, er
 		return svc.AdvanceRecovery(ctx, job.Args.RequestID)
 	}))
 	client, err := river.NewClient(d, &river.Config{
-		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: opts.Workers}},
-		Workers:           workers,
-		PollOnly:          true,
-		FetchPollInterval: opts.PollInterval,
-		FetchCooldown:     min(opts.PollInterval, 100*time.Millisecond),
-		Logger:            quiet(log),
-		JobTimeout:        time.Minute,
+		Queues:               map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: opts.Workers}},
+		Workers:              workers,
+		PollOnly:             true,
+		FetchPollInterval:    opts.PollInterval,
+		FetchCooldown:        min(opts.PollInterval, 100*time.Millisecond),
+		Logger:               quiet(log),
+		JobTimeout:           opts.JobTimeout,
+		RescueStuckJobsAfter: opts.RescueAfter,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)

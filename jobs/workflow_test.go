@@ -46,6 +46,8 @@ type world struct {
 	clock   *clock
 	secrets map[string]string
 	events  <-chan *river.Event
+	// reopen opens a second store on the same database: another replica.
+	reopen func() recourse.Store
 }
 
 // backends runs fn on SQLite, and on PostgreSQL when
@@ -92,19 +94,38 @@ func newWorld(t *testing.T, backend string) *world {
 	ctx := t.Context()
 	var st recourse.Store
 	var db *sql.DB
+	var reopen func() recourse.Store
 	switch backend {
 	case "sqlite":
-		s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "w.db"), sqlite.Options{Migrate: true})
+		path := filepath.Join(t.TempDir(), "w.db")
+		s, err := sqlite.Open(ctx, path, sqlite.Options{Migrate: true})
 		if err != nil {
 			t.Fatal(err)
 		}
 		st, db = s, s.DB()
+		reopen = func() recourse.Store {
+			s, err := sqlite.Open(ctx, path, sqlite.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return s
+		}
 	case "postgres":
-		s, err := postgres.Open(ctx, pgDSN(t), postgres.Options{Migrate: true})
+		dsn := pgDSN(t)
+		s, err := postgres.Open(ctx, dsn, postgres.Options{Migrate: true})
 		if err != nil {
 			t.Fatal(err)
 		}
 		st, db = s, s.DB()
+		reopen = func() recourse.Store {
+			s, err := postgres.Open(ctx, dsn, postgres.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return s
+		}
 	}
 	if err := jobs.Migrate(ctx, db, backend, nil); err != nil {
 		t.Fatal(err)
@@ -126,7 +147,7 @@ func newWorld(t *testing.T, backend string) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &world{t: t, store: st, svc: svc, queue: q, clock: c, secrets: map[string]string{}}
+	w := &world{t: t, store: st, svc: svc, queue: q, clock: c, secrets: map[string]string{}, reopen: reopen}
 	for _, u := range users {
 		w.secrets[u.Username] = u.TOTPSecret
 	}
@@ -635,4 +656,68 @@ func mustToken(t *testing.T, w *world, username, password string) string {
 		t.Fatal(err)
 	}
 	return done.Token
+}
+
+// replica returns a second service over its own store on the same database,
+// with the same keys and clock: another instance of Recourse.
+func (w *world) replica() *service.Service {
+	w.t.Helper()
+	cfg := w.svc.Config()
+	svc, err := service.New(service.Options{Store: w.reopen(), Clock: w.clock, Config: cfg, Keys: service.Keys{Master: []byte(strings.Repeat("w", 32))}, Scheduler: w.queue})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return svc
+}
+
+// TestCompletionRaceAcrossInstances redeems one completion token 200 times
+// at once through two instances: exactly one completes.
+func TestCompletionRaceAcrossInstances(t *testing.T) {
+	backends(t, func(t *testing.T, w *world) {
+		ctx := t.Context()
+		rs := w.start("d.chen", "password")
+		if err := w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, w.code("d.chen@example.com"), meta()); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.svc.SubmitTOTP(ctx, rs.RequestID, rs.BrowserSecret, w.totp("d.chen"), meta()); err != nil {
+			t.Fatal(err)
+		}
+		tok, err := w.svc.ContinueRecovery(ctx, rs.RequestID, rs.BrowserSecret, meta())
+		if err != nil {
+			t.Fatal(err)
+		}
+		instances := []*service.Service{w.svc, w.replica()}
+		const racers = 200
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		wins := 0
+		for i := range racers {
+			svc := instances[i%2]
+			wg.Go(func() {
+				_, err := svc.CompleteRecovery(ctx, rs.RequestID, rs.BrowserSecret, tok, service.Completion{NewPassword: "saffron-kettle-meadow-9"}, meta())
+				if err == nil {
+					mu.Lock()
+					wins++
+					mu.Unlock()
+				} else if recourse.ErrorCode(err) == recourse.EINTERNAL {
+					t.Errorf("internal error under the race: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		if wins != 1 {
+			t.Fatalf("%d of %d racing completions succeeded, want exactly 1", wins, racers)
+		}
+		// Exactly one completion notice.
+		msgs, _ := w.store.OutboxMessages(ctx, 1000)
+		n := 0
+		for _, m := range msgs {
+			if m.To == "d.chen@example.com" && strings.Contains(m.Subject, "Your account was recovered") {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Fatalf("%d completion notices, want 1", n)
+		}
+	})
 }

@@ -8,7 +8,9 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -125,5 +127,71 @@ func TestBadDSNHidesPassword(t *testing.T) {
 	}
 	if got := err.Error(); strings.Contains(got, "s3cret-pw") {
 		t.Errorf("error leaks the password: %s", got)
+	}
+}
+
+// TestRacesAcrossInstances runs the single-use races against two stores
+// (two pools, as two replicas would have) sharing one database: exactly one
+// redemption wins, and counters lose nothing.
+func TestRacesAcrossInstances(t *testing.T) {
+	ctx := t.Context()
+	dsn := isolatedDSN(t)
+	var stores [2]*postgres.Store
+	for i := range stores {
+		s, err := postgres.Open(ctx, dsn, postgres.Options{Migrate: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		stores[i] = s
+	}
+	a := storetest.NewAccount("a")
+	if err := stores[0].CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := stores[0].CreateToken(ctx, &recourse.Token{Hash: []byte("tok"), Purpose: recourse.TokenCompletion, AccountID: "a",
+		ExpiresAt: storetest.T0.Add(time.Hour), CreatedAt: storetest.T0}); err != nil {
+		t.Fatal(err)
+	}
+	set := &recourse.Authenticator{AccountID: "a", Kind: recourse.AuthRecoveryCodes, Status: recourse.AuthActive, CreatedAt: storetest.T0}
+	if err := stores[0].CreateAuthenticator(ctx, set); err != nil {
+		t.Fatal(err)
+	}
+	if err := stores[0].ReplaceRecoveryCodes(ctx, set.ID, [][]byte{[]byte("code")}); err != nil {
+		t.Fatal(err)
+	}
+	r := &recourse.Recovery{ID: "rr_race", AccountID: "a", Action: "password.reset", Tier: "recovery", State: recourse.RecoveryAwaitingApproval,
+		Initiator: "self", Change: map[string]string{}, ChangeDigest: "cd", PolicyDigest: "p", Rule: "r", Requirement: []byte("{}"),
+		ExpiresAt: storetest.T0.Add(time.Hour), CreatedAt: storetest.T0, UpdatedAt: storetest.T0}
+	if err := stores[0].CreateRecovery(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	const racers = 200
+	var tokens, codes, votes, failures atomic.Int64
+	var wg sync.WaitGroup
+	for i := range racers {
+		s := stores[i%2]
+		wg.Go(func() {
+			if _, err := s.UseToken(ctx, []byte("tok"), recourse.TokenCompletion, storetest.T0); err == nil {
+				tokens.Add(1)
+			}
+			if _, err := s.UseRecoveryCode(ctx, "a", []byte("code"), storetest.T0); err == nil {
+				codes.Add(1)
+			}
+			if err := s.AddRecoveryVote(ctx, &recourse.RecoveryVote{RequestID: "rr_race", ApproverID: "m", ChangeDigest: "cd", Vote: "approve", CreatedAt: storetest.T0}); err == nil {
+				votes.Add(1)
+			}
+			if _, err := s.RecordRecoveryFailure(ctx, "a"); err == nil {
+				failures.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if tokens.Load() != 1 || codes.Load() != 1 || votes.Load() != 1 {
+		t.Fatalf("winners across two instances: token %d, recovery code %d, vote %d; want 1 each", tokens.Load(), codes.Load(), votes.Load())
+	}
+	got, _ := stores[1].Account(ctx, "a")
+	if int64(got.RecoveryFailures) != failures.Load() || failures.Load() != racers {
+		t.Fatalf("recovery failures = %d, recorded %d, want %d", got.RecoveryFailures, failures.Load(), racers)
 	}
 }
