@@ -721,3 +721,36 @@ func TestCompletionRaceAcrossInstances(t *testing.T) {
 		}
 	})
 }
+
+func TestResendCodes(t *testing.T) {
+	backends(t, func(t *testing.T, w *world) {
+		ctx := t.Context()
+		rs := w.start("d.chen", "password")
+		first := w.code("d.chen@example.com")
+		w.clock.Add(time.Minute)
+		if err := w.svc.ResendRecoveryCodes(ctx, rs.RequestID, rs.BrowserSecret, meta()); err != nil {
+			t.Fatal(err)
+		}
+		second := w.code("d.chen@example.com")
+		for _, c := range []string{first, second} {
+			if c == "" {
+				t.Fatal("no code")
+			}
+		}
+		// Unknown requests get the same answer and nothing is sent.
+		if err := w.svc.ResendRecoveryCodes(ctx, "rr_unknown", credential.NewToken(service.BrowserSecretPrefix), meta()); err != nil {
+			t.Fatalf("resend for an unknown request: %v", err)
+		}
+		// Resends are bounded: after the limit nothing more is sent.
+		for range 10 {
+			_ = w.svc.ResendRecoveryCodes(ctx, rs.RequestID, rs.BrowserSecret, meta())
+		}
+		cs, _ := w.store.Challenges(ctx, rs.RequestID)
+		if len(cs) > 8 {
+			t.Fatalf("%d codes sent for one request, want at most 8", len(cs))
+		}
+		if err := w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, w.code("d.chen@example.com"), meta()); err != nil {
+			t.Fatalf("the newest code: %v", err)
+		}
+	})
+}

@@ -668,6 +668,46 @@ func (s *Service) recordEvidence(ctx context.Context, id string, meta Meta, add 
 	return err
 }
 
+// ResendRecoveryCodes sends fresh codes to the channels of a request that
+// is still collecting evidence. The answer is the same for an unknown
+// request, a wrong browser and a request that has used up its codes, so it
+// reveals nothing; at most maxChallenges codes go out per request.
+func (s *Service) ResendRecoveryCodes(ctx context.Context, id, secret string, meta Meta) error {
+	if !s.ipLimit.allow("recover:"+meta.IP, s.now()) {
+		return errRateLimited
+	}
+	err := s.store.InTx(ctx, func(tx recourse.Tx) error {
+		r, err := s.loadForBrowser(ctx, tx, id, secret)
+		if err != nil {
+			return err
+		}
+		if r.State != recourse.RecoveryCollecting && r.State != recourse.RecoveryAwaitingApproval {
+			return nil
+		}
+		sent, err := tx.Challenges(ctx, r.ID)
+		if err != nil {
+			return err
+		}
+		if len(sent) >= maxChallenges {
+			s.log.Info("recovery code resend refused: limit reached", "request", r.ID)
+			return nil
+		}
+		a, err := tx.Account(ctx, r.AccountID)
+		if err != nil {
+			return err
+		}
+		req, err := requirementOf(r)
+		if err != nil {
+			return err
+		}
+		return s.sendChallenges(ctx, tx, a, r, req, meta)
+	})
+	if errors.Is(err, recourse.ErrNotFound) {
+		return nil
+	}
+	return internal("resend codes", err)
+}
+
 // ---- state machine ----
 
 // AdvanceRecovery re-evaluates a request (the job queue calls it at the end
