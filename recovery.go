@@ -59,7 +59,9 @@ type Recovery struct {
 	RequirementDigest string
 	// BrowserHash is the HMAC of the secret in the browser that drives the
 	// request; nil until a browser claims it.
-	BrowserHash  []byte
+	BrowserHash []byte
+	// Ceremony holds an unfinished WebAuthn assertion's state.
+	Ceremony     []byte
 	CoolingUntil *time.Time
 	ExpiresAt    time.Time
 	// Outcome explains a terminal state (why denied, cancelled, expired).
@@ -173,6 +175,9 @@ type RecoveryTx interface {
 	// RevokeTokens revokes every outstanding token of the account except
 	// the one with exceptID.
 	RevokeTokens(ctx context.Context, accountID, exceptID string, now time.Time) (int, error)
+	// RevokeAccessPasses revokes the account's outstanding access passes
+	// (one active per account).
+	RevokeAccessPasses(ctx context.Context, accountID string, now time.Time) (int, error)
 
 	// RecordRecoveryFailure counts a wrong recovery code for the account,
 	// atomically; a resend does not reset it.

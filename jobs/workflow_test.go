@@ -754,3 +754,44 @@ func TestResendCodes(t *testing.T) {
 		}
 	})
 }
+
+func TestTemporaryAccessPass(t *testing.T) {
+	backends(t, func(t *testing.T, w *world) {
+		ctx := t.Context()
+		p, _ := w.signIn("a.silva")
+		pass, expires, err := w.svc.IssueAccessPass(ctx, p, meta())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(pass, service.AccessPassPrefix) || expires.Sub(w.clock.Now()) != time.Hour {
+			t.Fatalf("pass %q expires %v", pass, expires)
+		}
+		// A second pass replaces the first.
+		pass2, _, err := w.svc.IssueAccessPass(ctx, p, meta())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.svc.SignInAccessPass(ctx, "a.silva", pass, meta()); recourse.ErrorCode(err) != recourse.EUNAUTHORIZED {
+			t.Fatalf("a replaced pass signed in: %v", err)
+		}
+		if _, err := w.svc.SignInAccessPass(ctx, "d.chen", pass2, meta()); recourse.ErrorCode(err) != recourse.EUNAUTHORIZED {
+			t.Fatalf("another account's pass signed in: %v", err)
+		}
+		si, err := w.svc.SignInAccessPass(ctx, "a.silva", pass2, meta())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !si.Session.Restricted {
+			t.Fatal("an access-pass session must be restricted to enrolment")
+		}
+		if _, err := w.svc.SignInAccessPass(ctx, "a.silva", pass2, meta()); err == nil {
+			t.Fatal("an access pass worked twice")
+		}
+		// A privileged person (the agent holds a Recourse role) needs a
+		// security approval for a pass, which a session alone cannot give.
+		agent, _ := w.signIn("h.berg")
+		if _, _, err := w.svc.IssueAccessPass(ctx, agent, meta()); recourse.ErrorCode(err) != recourse.EFORBIDDEN {
+			t.Fatalf("privileged access pass without approval: %v", err)
+		}
+	})
+}

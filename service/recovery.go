@@ -355,7 +355,7 @@ type RecoveryView struct {
 	CoolingUntil *time.Time
 	ExpiresAt    time.Time
 	// Can* say which inputs the page offers.
-	CanTOTP, CanRecoveryCode, CanContinue bool
+	CanTOTP, CanRecoveryCode, CanPasskey, CanContinue bool
 }
 
 // loadForBrowser returns the request if the browser secret matches, else
@@ -466,7 +466,7 @@ func (s *Service) RecoveryStatus(ctx context.Context, id, secret string) (*Recov
 		view.Requirement = policy.Describe(req.Evidence)
 		res := policy.Satisfied(req, ev)
 		view.Missing = res.Missing
-		hasTOTP, hasCodes := false, false
+		hasTOTP, hasCodes, hasKey := false, false, false
 		auths, err := s.store.Authenticators(ctx, r.AccountID)
 		if err != nil {
 			return nil, internal("list authenticators", err)
@@ -475,9 +475,10 @@ func (s *Service) RecoveryStatus(ctx context.Context, id, secret string) (*Recov
 			if au.Status == recourse.AuthActive {
 				hasTOTP = hasTOTP || au.Kind == recourse.AuthTOTP
 				hasCodes = hasCodes || au.Kind == recourse.AuthRecoveryCodes
+				hasKey = hasKey || au.Kind == recourse.AuthWebAuthn
 			}
 		}
-		view.CanTOTP, view.CanRecoveryCode = hasTOTP, hasCodes
+		view.CanTOTP, view.CanRecoveryCode, view.CanPasskey = hasTOTP, hasCodes, hasKey && s.webauthn != nil
 		view.CanContinue = view.State == recourse.RecoveryReady
 	}
 	return view, nil

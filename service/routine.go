@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"encoding/json"
+	"time"
 
 	"github.com/recourse/recourse"
 	"github.com/recourse/recourse/credential"
@@ -74,6 +75,11 @@ func (s *Service) routine(ctx context.Context, p *Principal, action string, meta
 }
 
 func itoaAAL(aal int) string { return string(rune('0' + aal)) }
+
+// policyRequest is the policy's view of a signed-in self-service request.
+func policyRequest(p *Principal, meta Meta, now time.Time) policy.Request {
+	return policy.Request{Initiator: "self", InitiatorID: p.Account.ID, IP: meta.IP, Time: now, SessionAAL: p.Session.AAL}
+}
 
 // ChangePassword changes the signed-in holder's password (password.change):
 // the current password is asked again, the new one checked against the

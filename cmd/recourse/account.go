@@ -24,6 +24,7 @@ Subcommands:
   list          list accounts (--json for the account JSON shape, one per line)
   show ID       show one account
   unlock ID     clear a sign-in lock-out
+  unfreeze ID   lift a freeze set by a "this wasn't me" report
   set-password ID   set a password read from standard input
 `
 
@@ -186,6 +187,17 @@ func cmdAccount(ctx context.Context, args []string, getenv func(string) string, 
 				return err
 			}
 			fmt.Fprintf(stdout, "unlocked %s\n", fs.Arg(0))
+			return nil
+		}
+	case "unfreeze":
+		run = func(svc *service.Service) error {
+			if fs.NArg() != 1 {
+				return usageError{"account unfreeze: give one account ID"}
+			}
+			if err := svc.UnfreezeAccount(ctx, fs.Arg(0), cliMeta); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "unfroze %s\n", fs.Arg(0))
 			return nil
 		}
 	case "set-password":

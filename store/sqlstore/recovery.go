@@ -13,7 +13,7 @@ import (
 
 const recoveryColumns = `id, account_id, action, tier, state, lost, initiator, initiator_id, reason, change_json, change_digest,
     policy_digest, rule, requirement, requirement_digest, browser_hash, cooling_until, expires_at, outcome, ip, user_agent,
-    created_at, updated_at, completed_at, version`
+    created_at, updated_at, completed_at, version, ceremony`
 
 func scanRecovery(r scanner) (*recourse.Recovery, error) {
 	var x recourse.Recovery
@@ -21,7 +21,7 @@ func scanRecovery(r scanner) (*recourse.Recovery, error) {
 	var cooling, completed sql.NullTime
 	if err := r.Scan(&x.ID, &x.AccountID, &x.Action, &x.Tier, &x.State, &x.Lost, &x.Initiator, &x.InitiatorID, &x.Reason,
 		&change, &x.ChangeDigest, &x.PolicyDigest, &x.Rule, &x.Requirement, &x.RequirementDigest, &x.BrowserHash,
-		&cooling, &x.ExpiresAt, &x.Outcome, &x.IP, &x.UserAgent, &x.CreatedAt, &x.UpdatedAt, &completed, &x.Version); err != nil {
+		&cooling, &x.ExpiresAt, &x.Outcome, &x.IP, &x.UserAgent, &x.CreatedAt, &x.UpdatedAt, &completed, &x.Version, &x.Ceremony); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(change), &x.Change); err != nil {
@@ -45,10 +45,10 @@ func (s queries) CreateRecovery(ctx context.Context, r *recourse.Recovery) error
 		r.Version = 1
 	}
 	_, err := s.q.ExecContext(ctx, `INSERT INTO recovery_requests (`+recoveryColumns+`)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)`,
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)`,
 		r.ID, r.AccountID, r.Action, r.Tier, r.State, r.Lost, r.Initiator, r.InitiatorID, r.Reason, jsonMap(r.Change), r.ChangeDigest,
 		r.PolicyDigest, r.Rule, r.Requirement, r.RequirementDigest, nilIfEmpty(r.BrowserHash), nullTime(r.CoolingUntil), utc(r.ExpiresAt),
-		r.Outcome, r.IP, r.UserAgent, utc(r.CreatedAt), utc(r.UpdatedAt), nullTime(r.CompletedAt), r.Version)
+		r.Outcome, r.IP, r.UserAgent, utc(r.CreatedAt), utc(r.UpdatedAt), nullTime(r.CompletedAt), r.Version, nilIfEmpty(r.Ceremony))
 	return s.wrap("create recovery", err)
 }
 
@@ -64,11 +64,11 @@ func (s queries) Recovery(ctx context.Context, id string) (*recourse.Recovery, e
 func (s queries) UpdateRecovery(ctx context.Context, r *recourse.Recovery) error {
 	n, err := affected(s.q.ExecContext(ctx, `UPDATE recovery_requests SET state = $2, change_json = $3, change_digest = $4,
         policy_digest = $5, rule = $6, requirement = $7, requirement_digest = $8, browser_hash = $9, cooling_until = $10,
-        expires_at = $11, outcome = $12, updated_at = $13, completed_at = $14, reason = $15, version = version + 1
+        expires_at = $11, outcome = $12, updated_at = $13, completed_at = $14, reason = $15, ceremony = $17, version = version + 1
         WHERE id = $1 AND version = $16`,
 		r.ID, r.State, jsonMap(r.Change), r.ChangeDigest, r.PolicyDigest, r.Rule, r.Requirement, r.RequirementDigest,
 		nilIfEmpty(r.BrowserHash), nullTime(r.CoolingUntil), utc(r.ExpiresAt), r.Outcome, utc(r.UpdatedAt), nullTime(r.CompletedAt),
-		r.Reason, r.Version))
+		r.Reason, r.Version, nilIfEmpty(r.Ceremony)))
 	if err != nil {
 		return s.wrap("update recovery", err)
 	}
@@ -265,6 +265,12 @@ func (s queries) RevokeTokens(ctx context.Context, accountID, exceptID string, n
 	n, err := affected(s.q.ExecContext(ctx, `UPDATE tokens SET revoked_at = $3
         WHERE account_id = $1 AND id <> $2 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $3`, accountID, exceptID, utc(now)))
 	return n, s.wrap("revoke tokens", err)
+}
+
+func (s queries) RevokeAccessPasses(ctx context.Context, accountID string, now time.Time) (int, error) {
+	n, err := affected(s.q.ExecContext(ctx, `UPDATE tokens SET revoked_at = $2
+        WHERE account_id = $1 AND purpose = 'access_pass' AND used_at IS NULL AND revoked_at IS NULL`, accountID, utc(now)))
+	return n, s.wrap("revoke access passes", err)
 }
 
 func (s queries) RecordRecoveryFailure(ctx context.Context, accountID string) (int, error) {

@@ -19,6 +19,7 @@ CREATE TABLE recovery_requests (
     requirement        BYTEA NOT NULL,
     requirement_digest TEXT NOT NULL,
     browser_hash       BYTEA,
+    ceremony           BYTEA,
     cooling_until      TIMESTAMPTZ,
     expires_at         TIMESTAMPTZ NOT NULL,
     outcome            TEXT NOT NULL DEFAULT '',

@@ -19,6 +19,7 @@ CREATE TABLE recovery_requests (
     requirement        BLOB NOT NULL,
     requirement_digest TEXT NOT NULL,
     browser_hash       BLOB,
+    ceremony           BLOB,
     cooling_until      TIMESTAMP,
     expires_at         TIMESTAMP NOT NULL,
     outcome            TEXT NOT NULL DEFAULT '',
