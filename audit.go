@@ -328,10 +328,25 @@ func ParseAuditEvent(data []byte) (*AuditEvent, error) {
 // once sequenced, its position. Row is the insertion order, which the
 // sequencer follows.
 type AuditRecord struct {
-	Row     int64
-	EventID string
-	Seq     *int64
-	Data    []byte
+	Row  int64
+	Seq  *int64
+	Data []byte
+}
+
+// EventID reads the event's id from its encoding, which starts
+// {"id":"ev_… (ids hold no character JSON escapes), without decoding the
+// rest. It returns "" for anything else, such as a row rewritten by hand.
+func (r AuditRecord) EventID() string {
+	const prefix = `{"id":"`
+	if !bytes.HasPrefix(r.Data, []byte(prefix)) {
+		return ""
+	}
+	rest := r.Data[len(prefix):]
+	end := bytes.IndexByte(rest, '"')
+	if end < 0 || end > 64 {
+		return ""
+	}
+	return string(rest[:end])
 }
 
 // AuditCheckpoint is a signed statement of the log's size and Merkle root:

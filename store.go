@@ -32,6 +32,8 @@ type AccountFilter struct {
 // a transaction.
 type Tx interface {
 	RecoveryTx
+	NotifyTx
+	APIKeyTx
 
 	// CreateAccount stores a new account with its channels and recovery
 	// contacts. ErrConflict when the id or username is taken.
@@ -138,7 +140,8 @@ type Tx interface {
 	// AuditBacklog counts the events not yet sequenced.
 	AuditBacklog(ctx context.Context) (int64, error)
 	// AuditRecords returns up to limit sequenced events with Seq >= from in
-	// position order. It hides nothing: a duplicated position appears twice.
+	// position order, then insertion order. It hides nothing: a duplicated
+	// position appears twice.
 	AuditRecords(ctx context.Context, from int64, limit int) ([]AuditRecord, error)
 	// AuditRecordByEventID returns one stored event, sequenced or not.
 	AuditRecordByEventID(ctx context.Context, eventID string) (AuditRecord, error)

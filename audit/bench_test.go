@@ -44,7 +44,7 @@ func BenchmarkAppend(b *testing.B) {
 			st := be.open(b).st
 			ctx := context.Background()
 			var n atomic.Int64
-			b.SetParallelism(8)
+			b.SetParallelism(1)
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {

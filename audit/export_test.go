@@ -68,6 +68,18 @@ func sampleEvents() []*recourse.AuditEvent {
 			Attributes: map[string]string{"source": "policy.yaml"}},
 		{ID: "ev_sample00000000000000014", Time: at(12), Actor: recourse.AuditActor{AccountID: "h.berg", Role: recourse.ActorHelpdesk}, Channel: recourse.ViaHelpdesk,
 			SubjectID: "d.chen", Action: "helpdesk.future_action", Outcome: recourse.OutcomeDenied, Reason: "policy", Approvals: []string{"ap_1"}},
+		{ID: "ev_sample00000000000000015", Time: at(13), Actor: recourse.AuditActor{AccountID: "h.berg", Role: recourse.ActorHelpdesk}, Channel: recourse.ViaHelpdesk,
+			SubjectID: "a.silva", Action: recourse.ActionCallerVerify, Outcome: recourse.OutcomeSuccess, Evidence: []string{"otp"}},
+		web(recourse.AuditEvent{ID: "ev_sample00000000000000016", Time: at(14), RequestID: "r16", SubjectID: "d.chen", Action: recourse.ActionApprovalVote,
+			Outcome: recourse.OutcomeSuccess, Actor: recourse.AuditActor{AccountID: "m.okafor", Role: recourse.ActorApprover},
+			Attributes: map[string]string{"request": "rr_1", "vote": "approve"}, Approvals: []string{"ap_2"}}),
+		web(recourse.AuditEvent{ID: "ev_sample00000000000000017", Time: at(15), RequestID: "r17", SubjectID: "d.chen", Action: recourse.ActionRecoveryCancel,
+			Outcome: recourse.OutcomeSuccess, Reason: "this wasn't me", Attributes: map[string]string{"request": "rr_1", "frozen": "true"}}),
+		web(recourse.AuditEvent{ID: "ev_sample00000000000000018", Time: at(16), RequestID: "r18", SubjectID: "d.chen", Action: recourse.ActionRecoveryComplete,
+			Outcome: recourse.OutcomeSuccess, Approvals: []string{"ap_2"}, Evidence: []string{"code", "approval"}, PolicyDigest: "9f2c",
+			Before: map[string]string{"authenticators": "au_1"}, After: map[string]string{"authenticators": ""}}),
+		{ID: "ev_sample00000000000000019", Time: at(17), Actor: recourse.AuditActor{AccountID: "r.patel", Role: recourse.ActorAdmin}, Channel: recourse.ViaAPI,
+			SubjectID: "svc.payroll", Action: recourse.ActionAPIKeyCreate, Outcome: recourse.OutcomeSuccess, After: map[string]string{"key_id": "ak_1"}},
 	}
 }
 
@@ -108,7 +120,7 @@ func TestExportJSONL(t *testing.T) {
 	st := sampleStore(t)
 	var buf bytes.Buffer
 	n, next, err := Export(ctx, st, &buf, ExportOptions{})
-	if err != nil || n != 14 || next != 14 {
+	if err != nil || n != 19 || next != 19 {
 		t.Fatalf("Export = %d, %d, %v", n, next, err)
 	}
 	golden(t, "export.jsonl", buf.Bytes())

@@ -61,21 +61,44 @@ var ocsfActivities = map[string]ocsfActivity{
 	recourse.ActionAccountUnlock:      {classAccountChange, 99, "Unlock"},
 	recourse.ActionAccountLock:        {classDetectionFinding, 1, "Create"},
 	recourse.ActionPolicyLoad:         {classBase, 99, "Policy Load"},
+	// The recovery workflow, approvals and the help desk (issue 4).
+	recourse.ActionRecoveryStart:      {classAccountChange, 99, "Recovery Start"},
+	recourse.ActionRecoveryEvidence:   {classAccountChange, 99, "Recovery Evidence"},
+	recourse.ActionRecoveryTransition: {classAccountChange, 99, "Recovery Transition"},
+	recourse.ActionRecoveryComplete:   {classAccountChange, 99, "Recovery Complete"},
+	recourse.ActionRecoveryCancel:     {classAccountChange, 99, "Recovery Cancel"},
+	recourse.ActionApprovalVote:       {classAccountChange, 99, "Approval Vote"},
+	recourse.ActionCallerVerify:       {classAuthentication, 99, "Caller Verification"},
+	// Credentials of API clients (issue 7).
+	recourse.ActionAPIKeyCreate: {classAccountChange, 99, "API Key Create"},
+	recourse.ActionAPIKeyRotate: {classAccountChange, 99, "API Key Rotate"},
+	recourse.ActionAPIKeyRevoke: {classAccountChange, 99, "API Key Revoke"},
 }
 
-// findingTitles are the titles of the alerts exported as Detection Findings.
-var findingTitles = map[string]string{
-	recourse.ActionAccountLock: "Account locked after repeated failed sign-ins",
+// OCSFClassOf returns the OCSF class uid an event is exported as.
+func OCSFClassOf(e *recourse.AuditEvent) int { return activityOf(e).class.uid }
+
+// alertTitle names the events that are alerts (exported as Detection
+// Findings): a lock-out, and a holder's "this wasn't me" report on a
+// recovery they did not start.
+func alertTitle(e *recourse.AuditEvent) string {
+	switch {
+	case e.Action == recourse.ActionAccountLock:
+		return "Account locked after repeated failed sign-ins"
+	case e.Action == recourse.ActionRecoveryCancel && e.Reason == "this wasn't me":
+		return "Account holder reported a recovery they did not start"
+	}
+	return ""
 }
 
-// OCSFClassOf returns the OCSF class uid an action is exported as.
-func OCSFClassOf(action string) int { return activityOf(action).class.uid }
-
-func activityOf(action string) ocsfActivity {
-	if a, ok := ocsfActivities[action]; ok {
+func activityOf(e *recourse.AuditEvent) ocsfActivity {
+	if alertTitle(e) != "" {
+		return ocsfActivity{classDetectionFinding, 1, "Create"}
+	}
+	if a, ok := ocsfActivities[e.Action]; ok {
 		return a
 	}
-	return ocsfActivity{classBase, 99, action}
+	return ocsfActivity{classBase, 99, e.Action}
 }
 
 // OCSF returns the event as an OCSF 1.x event object: Authentication (3002)
@@ -86,7 +109,7 @@ func activityOf(action string) ocsfActivity {
 // (position, channel, evidence, approvals, policy digest, before/after)
 // are kept under unmapped.recourse.
 func OCSF(e *recourse.AuditEvent, p Product) map[string]any {
-	act := activityOf(e.Action)
+	act := activityOf(e)
 	ms := e.Time.UnixMilli()
 	ev := map[string]any{
 		"activity_id":   act.id,
@@ -132,10 +155,7 @@ func OCSF(e *recourse.AuditEvent, p Product) map[string]any {
 	if act.class == classDetectionFinding {
 		// A finding's status is its triage state, not the activity's result.
 		ev["status_id"], ev["status"] = 1, "New"
-		title := findingTitles[e.Action]
-		if title == "" {
-			title = e.Action
-		}
+		title := alertTitle(e)
 		info := map[string]any{"uid": e.ID, "title": title, "created_time": ms, "types": []string{e.Action}}
 		if e.Reason != "" {
 			info["desc"] = e.Reason

@@ -2,6 +2,8 @@ package audit
 
 import (
 	"encoding/json"
+	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -20,7 +22,7 @@ func TestInclusionProofs(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, pos := range []int{0, 1, 41, 63, 64, 99} {
-		p, err := ProveInclusion(ctx, st, recs[pos].EventID)
+		p, err := ProveInclusion(ctx, st, recs[pos].EventID())
 		if err != nil {
 			t.Fatalf("prove %d: %v", pos, err)
 		}
@@ -60,7 +62,7 @@ func TestInclusionProofs(t *testing.T) {
 		}
 	}
 	_, otherV, _ := GenerateKey(testOrigin)
-	p, _ := ProveInclusion(ctx, st, recs[5].EventID)
+	p, _ := ProveInclusion(ctx, st, recs[5].EventID())
 	if _, err := p.Check(mustVerifier(t, otherV)); err == nil {
 		t.Error("a proof checked with another key")
 	}
@@ -77,28 +79,33 @@ func TestInclusionProofs(t *testing.T) {
 // documentedInclusionCheck is the auditor's procedure from docs/audit.md,
 // written with the x/mod packages only.
 func documentedInclusionCheck(t *testing.T, p *InclusionProof) bool {
-	verifier, err := note.NewVerifier(testVKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := note.Open([]byte(p.Checkpoint), note.VerifierList(verifier))
+	size, root, err := documentedCheckpoint(p.Checkpoint, testVKey)
 	if err != nil {
 		return false
+	}
+	return tlog.CheckRecord(p.Proof, size, root, p.Position, tlog.RecordHash([]byte(p.Event))) == nil
+}
+
+// documentedCheckpoint is checkpoint() in docs/audit.md.
+func documentedCheckpoint(signed, vkey string) (int64, tlog.Hash, error) {
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		return 0, tlog.Hash{}, err
+	}
+	n, err := note.Open([]byte(signed), note.VerifierList(v))
+	if err != nil {
+		return 0, tlog.Hash{}, err
 	}
 	lines := strings.Split(n.Text, "\n") // origin, size, root
-	if lines[0] != verifier.Name() {
-		return false
+	if lines[0] != v.Name() {
+		return 0, tlog.Hash{}, errors.New("checkpoint of another log")
 	}
-	size, root := lines[1], lines[2]
-	var th tlog.Hash
-	if err := json.Unmarshal([]byte(`"`+root+`"`), &th); err != nil {
-		return false
+	size, err := strconv.ParseInt(lines[1], 10, 64)
+	if err != nil {
+		return 0, tlog.Hash{}, err
 	}
-	var treeSize int64
-	if err := json.Unmarshal([]byte(size), &treeSize); err != nil {
-		return false
-	}
-	return tlog.CheckRecord(p.Proof, treeSize, th, p.Position, tlog.RecordHash([]byte(p.Event))) == nil
+	root, err := tlog.ParseHash(lines[2])
+	return size, root, err
 }
 
 func TestConsistencyProofs(t *testing.T) {
@@ -132,6 +139,12 @@ func TestConsistencyProofs(t *testing.T) {
 		o, n, err := p.Check(testVerifier(t))
 		if err != nil || o.Size != pair[0] || n.Size != pair[1] {
 			t.Fatalf("%v: %+v %+v %v", pair, o, n, err)
+		}
+		// The procedure in docs/audit.md agrees.
+		oldSize, oldRoot, err1 := documentedCheckpoint(p.Old, testVKey)
+		newSize, newRoot, err2 := documentedCheckpoint(p.New, testVKey)
+		if err1 != nil || err2 != nil || tlog.CheckTree(p.Proof, newSize, newRoot, oldSize, oldRoot) != nil {
+			t.Fatalf("%v: the documented procedure rejects the proof", pair)
 		}
 		if len(p.Proof) > 0 {
 			bad := *p

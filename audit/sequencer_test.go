@@ -239,10 +239,10 @@ func TestSequencerConcurrentInstances(t *testing.T) {
 				if *r.Seq != int64(i) {
 					t.Fatalf("position %d holds %d: a gap or a duplicate", i, *r.Seq)
 				}
-				if !want[r.EventID] {
-					t.Fatalf("event %s sequenced twice or never written", r.EventID)
+				if !want[r.EventID()] {
+					t.Fatalf("event %s sequenced twice or never written", r.EventID())
 				}
-				delete(want, r.EventID)
+				delete(want, r.EventID())
 			}
 			t.Logf("sequenced by instance: %d and %d", seqs[0].Sequenced(), seqs[1].Sequenced())
 			if seqs[0].Sequenced()+seqs[1].Sequenced() != int64(len(recs)) {

@@ -39,6 +39,11 @@ type VerifyOptions struct {
 	// witness, a SIEM, an auditor). The database must contain the tree it
 	// signs, so a database rewritten or rolled back as a whole fails.
 	External []byte
+	// TreeHashes also compares every stored tree hash with the recomputed
+	// one. Without it, stored hashes are read only to place a failure
+	// precisely; a stored hash altered while the events are intact breaks
+	// only the inclusion proofs built from it, which their checkers catch.
+	TreeHashes bool
 	// PageSize bounds the rows read per query (default 10000).
 	PageSize int
 }
@@ -60,19 +65,22 @@ type Report struct {
 // Verify recomputes the Merkle tree from the stored events, independently of
 // the stored tree hashes, and checks it against every signed checkpoint:
 // each checkpoint's signature, and the recomputed root at its size. It also
-// checks that positions run 0, 1, 2, … without gap or duplicate, that the
-// stored tree hashes (which proofs are built from) match the events, and
-// that no sequenced event lies beyond the latest checkpoint. The first
-// problem is returned as an *Inconsistency; other errors are failures to
-// read.
+// checks that positions run 0, 1, 2, … without gap or duplicate, and that no
+// sequenced event lies beyond the latest checkpoint (and, with TreeHashes,
+// that the stored tree hashes proofs are built from match the events). The
+// first problem is returned as an *Inconsistency, placed as precisely as
+// the stored data allows; other errors are failures to read.
 //
-// Verify may run while the service writes: it checks the log up to the
-// latest checkpoint it sees when it starts.
-func Verify(ctx context.Context, st recourse.Tx, o VerifyOptions) (*Report, error) {
+// Verify reads on several connections of st at once. It may run while the
+// service writes: it checks the log up to the latest checkpoint it sees
+// when it starts; what is sequenced meanwhile is left to the next run.
+func Verify(ctx context.Context, st recourse.Store, o VerifyOptions) (*Report, error) {
 	if o.Verifier == nil {
 		return nil, errors.New("verify: a verifier key is required")
 	}
-	v := &verifier{ctx: ctx, st: st, key: o.Verifier, page: o.PageSize, storedBad: -1}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	v := &verifier{ctx: ctx, st: st, key: o.Verifier, page: o.PageSize, deep: o.TreeHashes, storedBad: -1}
 	if v.page <= 0 {
 		v.page = 10_000
 	}
@@ -96,6 +104,14 @@ func Verify(ctx context.Context, st recourse.Tx, o VerifyOptions) (*Report, erro
 		return nil, &Inconsistency{Position: v.end, Problem: fmt.Sprintf(
 			"the log ends here, but the checkpoint saved elsewhere covers %d events (truncated or rolled back)", v.external.Size)}
 	}
+	// The events and the stored hashes are read ahead on connections of
+	// their own while the tree is recomputed.
+	v.recPages = make(chan recordPage, 2)
+	go v.readRecords()
+	if v.deep {
+		v.hashPages = make(chan hashPage, 2)
+		go v.readHashes()
+	}
 	if err := v.walk(); err != nil {
 		return nil, err
 	}
@@ -111,7 +127,7 @@ func Verify(ctx context.Context, st recourse.Tx, o VerifyOptions) (*Report, erro
 
 type verifier struct {
 	ctx      context.Context
-	st       recourse.Tx
+	st       recourse.Store
 	key      note.Verifier
 	page     int
 	external *Checkpoint
@@ -119,16 +135,24 @@ type verifier struct {
 
 	tree     frontier
 	produced []tlog.Hash
+	// leaves are the leaf hashes recomputed since the last checkpoint
+	// that verified, to place a failure among them.
+	leaves []tlog.Hash
+	deep   bool
 
-	// The streams, each read a page at a time.
-	recs     []recourse.AuditRecord
-	recsDone bool
-	hashIdx  []int64
-	hashes   [][32]byte
-	hashNext int64 // the next stored-hash index to compare
-	cps      []*recourse.AuditCheckpoint
-	cpsDone  bool
-	cpAfter  int64
+	// The streams, each read a page at a time; events and hashes ahead,
+	// by readRecords and readHashes.
+	recPages  chan recordPage
+	recs      []recourse.AuditRecord
+	recsDone  bool
+	hashPages chan hashPage
+	hashIdx   []int64
+	hashes    [][32]byte
+	hashDone  bool
+	hashNext  int64 // the next stored-hash index to compare
+	cps       []*recourse.AuditCheckpoint
+	cpsDone   bool
+	cpAfter   int64
 
 	prevGood  int64 // the size of the last checkpoint that verified
 	checked   int
@@ -150,12 +174,16 @@ func (v *verifier) walk() error {
 		case *r.Seq > p:
 			return v.fail(p, 0, fmt.Sprintf("missing: no event holds this position, the next one holds %d (deleted?)", *r.Seq))
 		case *r.Seq < p:
-			return v.fail(*r.Seq, 0, fmt.Sprintf("two events hold this position (%s and another: inserted?)", r.EventID))
+			return v.fail(*r.Seq, 0, fmt.Sprintf("two events hold this position (%s and another: inserted?)", r.EventID()))
 		}
 		leaf = recourse.AppendAuditLeaf(leaf[:0], r.Data, p)
-		v.produced = v.tree.append(tlog.RecordHash(leaf), v.produced[:0])
-		if err := v.compareStored(p); err != nil {
-			return err
+		lh := tlog.RecordHash(leaf)
+		v.produced = v.tree.append(lh, v.produced[:0])
+		v.leaves = append(v.leaves, lh)
+		if v.deep {
+			if err := v.compareStored(p); err != nil {
+				return err
+			}
 		}
 		size := p + 1
 		if v.external != nil && v.external.Size == size && v.tree.root() != v.external.Root {
@@ -172,6 +200,14 @@ func (v *verifier) walk() error {
 				return err
 			}
 		}
+	}
+	// A second event at the last position would otherwise go unseen.
+	r, err := v.nextRecord()
+	if err != nil {
+		return err
+	}
+	if r != nil && *r.Seq < v.end {
+		return v.fail(*r.Seq, 0, fmt.Sprintf("two events hold this position (%s and another: inserted?)", r.EventID()))
 	}
 	return nil
 }
@@ -197,7 +233,7 @@ func (v *verifier) checkTail() error {
 	}
 	if *extra[0].Seq >= covered {
 		return &Inconsistency{Position: *extra[0].Seq, Problem: fmt.Sprintf(
-			"event %s is sequenced here, but no signed checkpoint covers it (inserted?)", extra[0].EventID)}
+			"event %s is sequenced here, but no signed checkpoint covers it (inserted?)", extra[0].EventID())}
 	}
 	if latest != nil && latest.Size > v.end {
 		extra, err = v.st.AuditRecords(v.ctx, latest.Size, 1)
@@ -206,20 +242,94 @@ func (v *verifier) checkTail() error {
 		}
 		if len(extra) > 0 {
 			return &Inconsistency{Position: *extra[0].Seq, Problem: fmt.Sprintf(
-				"event %s is sequenced here, but no signed checkpoint covers it (inserted?)", extra[0].EventID)}
+				"event %s is sequenced here, but no signed checkpoint covers it (inserted?)", extra[0].EventID())}
 		}
 	}
 	return nil
 }
 
-func (v *verifier) nextRecord() (*recourse.AuditRecord, error) {
-	if len(v.recs) == 0 && !v.recsDone {
-		from := v.tree.n
+type recordPage struct {
+	recs []recourse.AuditRecord
+	err  error
+	last bool
+}
+
+type hashPage struct {
+	idx    []int64
+	hashes [][32]byte
+	err    error
+	last   bool
+}
+
+// send hands a page to the walk; false when the walk has ended.
+func send[T any](ctx context.Context, ch chan<- T, page T) bool {
+	select {
+	case ch <- page:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// readRecords reads the events at positions below end, in order, a page
+// at a time. A page boundary can fall among events sharing a position (a
+// duplicate someone inserted), so each page starts at the last position of
+// the one before and skips the events already sent.
+func (v *verifier) readRecords() {
+	from, skip := int64(0), 0
+	for {
 		recs, err := v.st.AuditRecords(v.ctx, from, v.page)
 		if err != nil {
-			return nil, fmt.Errorf("verify: read events: %w", err)
+			send(v.ctx, v.recPages, recordPage{err: fmt.Errorf("verify: read events: %w", err), last: true})
+			return
 		}
-		v.recs, v.recsDone = recs, len(recs) < v.page
+		full := len(recs) == v.page
+		for skip > 0 && len(recs) > 0 && *recs[0].Seq == from {
+			recs, skip = recs[1:], skip-1
+		}
+		if len(recs) == 0 {
+			send(v.ctx, v.recPages, recordPage{last: true})
+			return
+		}
+		last := *recs[len(recs)-1].Seq
+		done := !full || last >= v.end
+		if !send(v.ctx, v.recPages, recordPage{recs: recs, last: done}) || done {
+			return
+		}
+		if last != from {
+			skip = 0
+		}
+		for i := len(recs) - 1; i >= 0 && *recs[i].Seq == last; i-- {
+			skip++
+		}
+		from = last
+	}
+}
+
+// readHashes reads the stored tree hashes of the tree of size end, in
+// index order, a page at a time.
+func (v *verifier) readHashes() {
+	end := tlog.StoredHashIndex(0, v.end)
+	for from := int64(0); ; from += int64(2 * v.page) {
+		to := min(from+int64(2*v.page), end)
+		idx, hs, err := v.st.AuditHashRange(v.ctx, from, to)
+		if err != nil {
+			err = fmt.Errorf("verify: read tree hashes: %w", err)
+		}
+		done := err != nil || to >= end
+		if !send(v.ctx, v.hashPages, hashPage{idx: idx, hashes: hs, err: err, last: done}) || done {
+			return
+		}
+	}
+}
+
+func (v *verifier) nextRecord() (*recourse.AuditRecord, error) {
+	for len(v.recs) == 0 && !v.recsDone {
+		page := <-v.recPages
+		if page.err != nil {
+			return nil, page.err
+		}
+		v.recs, v.recsDone = page.recs, page.last
 	}
 	if len(v.recs) == 0 {
 		return nil, nil
@@ -264,15 +374,14 @@ func (v *verifier) storedHash(idx int64) ([32]byte, bool, error) {
 			}
 			return [32]byte{}, false, nil
 		}
-		// Refill from idx: a page covers about page/2 events.
-		var err error
-		v.hashIdx, v.hashes, err = v.st.AuditHashRange(v.ctx, idx, idx+int64(2*v.page))
-		if err != nil {
-			return [32]byte{}, false, fmt.Errorf("verify: read tree hashes: %w", err)
-		}
-		if len(v.hashIdx) == 0 {
+		if v.hashDone {
 			return [32]byte{}, false, nil
 		}
+		page := <-v.hashPages
+		if page.err != nil {
+			return [32]byte{}, false, page.err
+		}
+		v.hashIdx, v.hashes, v.hashDone = page.idx, page.hashes, page.last
 	}
 }
 
@@ -324,6 +433,7 @@ func (v *verifier) checkCheckpoint(c *recourse.AuditCheckpoint) error {
 		return &Inconsistency{Position: v.storedBad, Problem: v.storedMsg + " (the events match the signed checkpoint; inclusion proofs would be wrong)"}
 	}
 	v.prevGood = c.Size
+	v.leaves = v.leaves[:0]
 	v.checked++
 	return nil
 }
@@ -354,6 +464,9 @@ func (v *verifier) whyUnverified(msg []byte, err error) string {
 // stored hashes are the authentic ones (they match the next signed
 // checkpoint): then it is exactly where the log was changed.
 func (v *verifier) fail(pos, end int64, problem string) error {
+	if v.storedBad < 0 && !v.deep {
+		v.locate(max(pos+1, end))
+	}
 	if v.storedBad >= 0 && v.storedBad < pos+max(end-pos, 1) && v.storedBad >= v.prevGood {
 		if ok, size := v.storedTreeAuthentic(); ok {
 			return &Inconsistency{Position: v.storedBad, Problem: fmt.Sprintf(
@@ -361,6 +474,32 @@ func (v *verifier) fail(pos, end int64, problem string) error {
 		}
 	}
 	return &Inconsistency{Position: pos, End: end, Problem: problem}
+}
+
+// locate compares the leaf hashes recomputed since the last good
+// checkpoint, up to position limit, with the stored ones, and records the
+// first that differs in storedBad.
+func (v *verifier) locate(limit int64) {
+	from := v.prevGood
+	to := min(limit, from+int64(len(v.leaves)))
+	if to <= from {
+		return
+	}
+	idx, hs, err := v.st.AuditHashRange(v.ctx, tlog.StoredHashIndex(0, from), tlog.StoredHashIndex(0, to-1)+1)
+	if err != nil {
+		return
+	}
+	stored := make(map[int64][32]byte, len(idx))
+	for i, x := range idx {
+		stored[x] = hs[i]
+	}
+	for p := from; p < to; p++ {
+		h, ok := stored[tlog.StoredHashIndex(0, p)]
+		if !ok || tlog.Hash(h) != v.leaves[p-from] {
+			v.storedBad = p
+			return
+		}
+	}
 }
 
 // storedTreeAuthentic reports whether the stored tree hashes at the next

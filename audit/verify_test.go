@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -98,86 +99,89 @@ func TestVerifyDetectsTampering(t *testing.T) {
 		tamper   tamper
 		pos, end int64  // want Inconsistency{Position: pos, End: end}
 		problem  string // a word the report must contain
+		deep     bool   // only VerifyOptions.TreeHashes sees it
 	}{
-		{"untouched", func(*testing.T, recourse.Store, *sql.DB) {}, -1, 0, ""},
+		{"untouched", func(*testing.T, recourse.Store, *sql.DB) {}, -1, 0, "", false},
 		{"edit a field", func(t *testing.T, _ recourse.Store, db *sql.DB) {
 			execSQL(t, db, `UPDATE audit_events SET data = replace(data, '"outcome":"success"', '"outcome":"failure"') WHERE seq = 41`)
-		}, 41, 0, "changed"},
+		}, 41, 0, "changed", false},
 		{"edit a field in a batch", func(t *testing.T, _ recourse.Store, db *sql.DB) {
 			execSQL(t, db, `UPDATE audit_events SET data = replace(data, '"ip":"192.0.2.1"', '"ip":"203.0.113.9"') WHERE seq = 75`)
-		}, 75, 0, "changed"},
+		}, 75, 0, "changed", false},
 		{"edit a field and rewrite the tree hashes", func(t *testing.T, st recourse.Store, db *sql.DB) {
 			execSQL(t, db, `UPDATE audit_events SET data = replace(data, '"outcome":"success"', '"outcome":"failure"') WHERE seq = 41`)
 			rewriteHashes(t, st, db)
-		}, 41, 42, "does not match the checkpoint at size 42"},
+		}, 41, 42, "does not match the checkpoint at size 42", false},
 		{"edit in a batch and rewrite the tree hashes", func(t *testing.T, st recourse.Store, db *sql.DB) {
 			execSQL(t, db, `UPDATE audit_events SET data = replace(data, '"outcome":"success"', '"outcome":"failure"') WHERE seq = 75`)
 			rewriteHashes(t, st, db)
-		}, 70, 80, "does not match the checkpoint at size 80"},
+		}, 70, 80, "does not match the checkpoint at size 80", false},
 		{"delete a row", func(t *testing.T, _ recourse.Store, db *sql.DB) {
 			execSQL(t, db, `DELETE FROM audit_events WHERE seq = 41`)
-		}, 41, 0, "missing"},
+		}, 41, 0, "missing", false},
 		{"insert a row", func(t *testing.T, _ recourse.Store, db *sql.DB) {
 			execSQL(t, db, `UPDATE audit_events SET seq = -(seq + 1) WHERE seq >= 41`,
 				`UPDATE audit_events SET seq = -seq WHERE seq < 0`,
 				`INSERT INTO audit_events (seq, data) VALUES (41, '`+forgedEvent(t)+`')`)
-		}, 41, 0, "changed"},
+		}, 41, 0, "changed", false},
 		{"append a row", func(t *testing.T, _ recourse.Store, db *sql.DB) {
 			execSQL(t, db, `INSERT INTO audit_events (seq, data) VALUES (100, '`+forgedEvent(t)+`')`)
-		}, 100, 0, "no signed checkpoint covers it"},
+		}, 100, 0, "no signed checkpoint covers it", false},
 		{"swap two rows", func(t *testing.T, _ recourse.Store, db *sql.DB) {
 			execSQL(t, db, `UPDATE audit_events SET seq = -1 WHERE seq = 41`,
 				`UPDATE audit_events SET seq = 41 WHERE seq = 57`,
 				`UPDATE audit_events SET seq = 57 WHERE seq = -1`)
-		}, 41, 0, "moved"},
+		}, 41, 0, "moved", false},
 		{"truncate", func(t *testing.T, _ recourse.Store, db *sql.DB) {
 			execSQL(t, db, `DELETE FROM audit_events WHERE seq >= 90`)
-		}, 90, 0, "truncated"},
+		}, 90, 0, "truncated", false},
 		{"re-sign with another key", func(t *testing.T, st recourse.Store, db *sql.DB) {
 			execSQL(t, db, `UPDATE audit_events SET data = replace(data, '"outcome":"success"', '"outcome":"failure"') WHERE seq = 41`)
 			rewriteHashes(t, st, db)
 			resign(t, st, db, 42)
-		}, 41, 42, "signed by another key"},
+		}, 41, 42, "signed by another key", false},
 		{"re-sign everything with another key", func(t *testing.T, st recourse.Store, db *sql.DB) {
 			resign(t, st, db, 1)
-		}, 0, 10, "signed by another key"},
+		}, 0, 10, "signed by another key", false},
 		{"edit a checkpoint row", func(t *testing.T, _ recourse.Store, db *sql.DB) {
 			execSQL(t, db, `UPDATE audit_checkpoints SET size = 65 WHERE size = 70`)
-		}, 60, 65, "differs from the note it stores"},
+		}, 60, 65, "differs from the note it stores", false},
 		{"edit a checkpoint note", func(t *testing.T, _ recourse.Store, db *sql.DB) {
 			if _, err := db.ExecContext(context.Background(), `UPDATE audit_checkpoints SET note = replace(note, $1, $2) WHERE size = 50`, "\n50\n", "\n49\n"); err != nil {
 				t.Fatal(err)
 			}
-		}, 49, 50, "invalid signature"},
+		}, 49, 50, "invalid signature", false},
 		{"edit a stored tree hash only", func(t *testing.T, _ recourse.Store, db *sql.DB) {
 			if _, err := db.ExecContext(context.Background(), `UPDATE audit_hashes SET hash = $1 WHERE idx = $2`, make([]byte, 32), tlog.StoredHashIndex(0, 63)); err != nil {
 				t.Fatal(err)
 			}
-		}, 63, 0, "inclusion proofs would be wrong"},
+		}, 63, 0, "inclusion proofs would be wrong", true},
 	}
 	for _, b := range backends(t) {
 		t.Run(b.name, func(t *testing.T) {
 			for _, tc := range tests {
-				t.Run(tc.name, func(t *testing.T) {
-					tdb := b.open(t)
-					buildLog(t, tdb.st)
-					tc.tamper(t, tdb.st, tdb.db)
-					rep, err := Verify(t.Context(), tdb.st, VerifyOptions{Verifier: testVerifier(t), PageSize: 7})
-					if tc.pos < 0 {
-						if err != nil || rep.Size != 100 || rep.Checkpoints != 28 {
-							t.Fatalf("Verify = %+v, %v; want 100 events under 28 checkpoints", rep, err)
+				for _, deep := range []bool{false, true} {
+					t.Run(fmt.Sprintf("%s/tree_hashes=%v", tc.name, deep), func(t *testing.T) {
+						tdb := b.open(t)
+						buildLog(t, tdb.st)
+						tc.tamper(t, tdb.st, tdb.db)
+						rep, err := Verify(t.Context(), tdb.st, VerifyOptions{Verifier: testVerifier(t), PageSize: 7, TreeHashes: deep})
+						if tc.pos < 0 || (tc.deep && !deep) {
+							if err != nil || rep.Size != 100 || rep.Checkpoints != 28 {
+								t.Fatalf("Verify = %+v, %v; want 100 events under 28 checkpoints", rep, err)
+							}
+							return
 						}
-						return
-					}
-					var inc *Inconsistency
-					if !errors.As(err, &inc) {
-						t.Fatalf("Verify = %+v, %v; want an inconsistency at %d", rep, err, tc.pos)
-					}
-					t.Log(err)
-					if inc.Position != tc.pos || inc.End != tc.end || !strings.Contains(err.Error(), tc.problem) {
-						t.Errorf("Verify: %v\nwant position %d (end %d) and %q", err, tc.pos, tc.end, tc.problem)
-					}
-				})
+						var inc *Inconsistency
+						if !errors.As(err, &inc) {
+							t.Fatalf("Verify = %+v, %v; want an inconsistency at %d", rep, err, tc.pos)
+						}
+						t.Log(err)
+						if inc.Position != tc.pos || inc.End != tc.end || !strings.Contains(err.Error(), tc.problem) {
+							t.Errorf("Verify: %v\nwant position %d (end %d) and %q", err, tc.pos, tc.end, tc.problem)
+						}
+					})
+				}
 			}
 		})
 	}
@@ -194,6 +198,13 @@ func TestVerifyDuplicatePosition(t *testing.T) {
 	var inc *Inconsistency
 	if !errors.As(err, &inc) || inc.Position != 41 {
 		t.Fatalf("Verify = %v, want an inconsistency at 41", err)
+	}
+	// At the last position too.
+	execSQL(t, tdb.db, `DELETE FROM audit_events WHERE seq = 41 AND row_id = (SELECT max(row_id) FROM audit_events)`,
+		`INSERT INTO audit_events (seq, data) VALUES (99, '`+forgedEvent(t)+`')`)
+	_, err = Verify(t.Context(), tdb.st, VerifyOptions{Verifier: testVerifier(t), PageSize: 7})
+	if !errors.As(err, &inc) || inc.Position != 99 || !strings.Contains(err.Error(), "two events") {
+		t.Fatalf("Verify = %v, want two events at 99", err)
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/riverqueue/river/rivermigrate"
 
 	"github.com/recourse/recourse"
+	"github.com/recourse/recourse/notify"
 	"github.com/recourse/recourse/service"
 )
 
@@ -38,6 +39,25 @@ type AdvanceArgs struct {
 
 // Kind implements river.JobArgs.
 func (AdvanceArgs) Kind() string { return "recovery_advance" }
+
+// DeliverArgs is the job that delivers one stored notification (a mail or
+// a webhook call); it retries with exponential back-off and jitter.
+type DeliverArgs struct {
+	NotificationID string `json:"notification_id"`
+}
+
+// Kind implements river.JobArgs.
+func (DeliverArgs) Kind() string { return "notify_deliver" }
+
+// Deliveries run on queues of their own, apart from the workflow's jobs,
+// so that a slow relay or receiver never delays a recovery: mail on
+// QueueMail, webhook calls on QueueWebhooks. Webhook calls are made one at
+// a time by default, in the order of their events (a retried call comes
+// after later ones).
+const (
+	QueueMail     = "notify_mail"
+	QueueWebhooks = "notify_webhooks"
+)
 
 func driver(db *sql.DB, dialect string) (riverdriver.Driver[*sql.Tx], error) {
 	switch dialect {
@@ -98,6 +118,15 @@ type Options struct {
 	// and retried (default 2 minutes; every job is idempotent).
 	JobTimeout  time.Duration
 	RescueAfter time.Duration
+	// MailWorkers bounds concurrent mail deliveries (default 10);
+	// WebhookWorkers concurrent webhook calls (default 1: in event order).
+	MailWorkers, WebhookWorkers int
+	// DeliveryAttempts bounds the attempts at one notification (default
+	// notify.DefaultMaxAttempts).
+	DeliveryAttempts int
+	// RetryBase and RetryMax shape the delivery back-off (notify.Backoff;
+	// defaults 5s and 6h).
+	RetryBase, RetryMax time.Duration
 }
 
 // Queue is the job queue; it implements service.Scheduler.
@@ -105,9 +134,13 @@ type Queue struct {
 	client *river.Client[*sql.Tx]
 	svc    atomic.Pointer[service.Service]
 	log    *slog.Logger
+	opts   Options
 }
 
-var _ service.Scheduler = (*Queue)(nil)
+var (
+	_ service.Scheduler         = (*Queue)(nil)
+	_ service.DeliveryScheduler = (*Queue)(nil)
+)
 
 // New builds the queue over db. Call Start to run its workers.
 func New(db *sql.DB, dialect string, log *slog.Logger, opts Options) (*Queue, error) {
@@ -127,10 +160,19 @@ func New(db *sql.DB, dialect string, log *slog.Logger, opts Options) (*Queue, er
 	if opts.RescueAfter == 0 {
 		opts.RescueAfter = 2 * time.Minute
 	}
+	if opts.MailWorkers == 0 {
+		opts.MailWorkers = 10
+	}
+	if opts.WebhookWorkers == 0 {
+		opts.WebhookWorkers = 1
+	}
+	if opts.DeliveryAttempts == 0 {
+		opts.DeliveryAttempts = notify.DefaultMaxAttempts
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	q := &Queue{log: log}
+	q := &Queue{log: log, opts: opts}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, river.WorkFunc(func(ctx context.Context, job *river.Job[StartArgs]) error {
 		svc := q.svc.Load()
@@ -146,8 +188,13 @@ func New(db *sql.DB, dialect string, log *slog.Logger, opts Options) (*Queue, er
 		}
 		return svc.AdvanceRecovery(ctx, job.Args.RequestID)
 	}))
+	river.AddWorker(workers, &deliverWorker{q: q})
 	client, err := river.NewClient(d, &river.Config{
-		Queues:               map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: opts.Workers}},
+		Queues: map[string]river.QueueConfig{
+			river.QueueDefault: {MaxWorkers: opts.Workers},
+			QueueMail:          {MaxWorkers: opts.MailWorkers},
+			QueueWebhooks:      {MaxWorkers: opts.WebhookWorkers},
+		},
 		Workers:              workers,
 		PollOnly:             true,
 		FetchPollInterval:    opts.PollInterval,
@@ -208,4 +255,43 @@ func (q *Queue) ScheduleAdvance(ctx context.Context, tx recourse.Tx, requestID s
 	}
 	_, err = q.client.InsertTx(ctx, t, AdvanceArgs{RequestID: requestID}, &river.InsertOpts{ScheduledAt: at, MaxAttempts: 10})
 	return err
+}
+
+// ScheduleDelivery implements service.DeliveryScheduler.
+func (q *Queue) ScheduleDelivery(ctx context.Context, tx recourse.Tx, n *recourse.Notification) error {
+	t, err := sqlTx(tx)
+	if err != nil {
+		return err
+	}
+	queue := QueueMail
+	if n.Kind == recourse.NotifyWebhook {
+		queue = QueueWebhooks
+	}
+	_, err = q.client.InsertTx(ctx, t, DeliverArgs{NotificationID: n.ID}, &river.InsertOpts{Queue: queue, MaxAttempts: q.opts.DeliveryAttempts})
+	return err
+}
+
+// deliverWorker makes one delivery attempt per run. The service records
+// each attempt's outcome on the notification; a delivery that failed for
+// good is cancelled rather than retried.
+type deliverWorker struct {
+	river.WorkerDefaults[DeliverArgs]
+	q *Queue
+}
+
+func (w *deliverWorker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
+	svc := w.q.svc.Load()
+	if svc == nil {
+		return errors.New("jobs: not started")
+	}
+	err := svc.DeliverNotification(ctx, job.Args.NotificationID, job.Attempt >= job.MaxAttempts)
+	if errors.Is(err, service.ErrUndeliverable) {
+		return river.JobCancel(err)
+	}
+	return err
+}
+
+// NextRetry spaces the attempts: exponential back-off with jitter.
+func (w *deliverWorker) NextRetry(job *river.Job[DeliverArgs]) time.Time {
+	return time.Now().Add(notify.Backoff(job.Attempt, w.q.opts.RetryBase, w.q.opts.RetryMax))
 }

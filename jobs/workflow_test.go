@@ -795,3 +795,33 @@ func TestTemporaryAccessPass(t *testing.T) {
 		}
 	})
 }
+
+// TestUnrevealedStepsLookAlike drives every step of a request that has not
+// shown itself yet, for a real and for a made-up identifier, and compares
+// the answers: they must not tell the two apart, even after the real
+// account has used up its wrong-code allowance.
+func TestUnrevealedStepsLookAlike(t *testing.T) {
+	backends(t, func(t *testing.T, w *world) {
+		ctx := t.Context()
+		known := w.start("a.silva", "password")
+		unknown := w.start("nobody.at.all", "password")
+		answers := func(rs *service.RecoveryStart) []string {
+			var out []string
+			add := func(err error) { out = append(out, recourse.ErrorCode(err)+": "+recourse.ErrorMessage(err)) }
+			add(w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, "123456", meta()))
+			add(w.svc.SubmitTOTP(ctx, rs.RequestID, rs.BrowserSecret, "123456", meta()))
+			add(w.svc.SubmitSavedRecoveryCode(ctx, rs.RequestID, rs.BrowserSecret, "abcd-efgh-jkmn-pqrs", meta()))
+			_, err := w.svc.ContinueRecovery(ctx, rs.RequestID, rs.BrowserSecret, meta())
+			add(err)
+			_, err = w.svc.CompleteRecovery(ctx, rs.RequestID, rs.BrowserSecret, "rct_"+strings.Repeat("a", 52), service.Completion{NewPassword: "x"}, meta())
+			add(err)
+			return out
+		}
+		for round := range 4 { // past the 10 wrong codes allowance
+			k, u := answers(known), answers(unknown)
+			if fmt.Sprint(k) != fmt.Sprint(u) {
+				t.Fatalf("round %d: a real identifier answers\n%v\nbut an unknown one\n%v", round, k, u)
+			}
+		}
+	})
+}

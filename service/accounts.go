@@ -213,8 +213,16 @@ func (s *Service) SetPassword(ctx context.Context, accountID, password string, m
 		if err := s.event(ctx, tx, pw, recourse.AuthEventBound, meta); err != nil {
 			return err
 		}
-		return s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionPasswordSet, Outcome: recourse.OutcomeSuccess,
-			SubjectID: a.ID, Before: before, After: map[string]string{"password_authenticator": pw.ID}}, meta)
+		if err := s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionPasswordSet, Outcome: recourse.OutcomeSuccess,
+			SubjectID: a.ID, Before: before, After: map[string]string{"password_authenticator": pw.ID}}, meta); err != nil {
+			return err
+		}
+		if before["password_authenticator"] == "" {
+			return nil // a first password: nothing the holder had changed
+		}
+		return s.notifyAccount(ctx, tx, a, "Your password was reset", []string{
+			"An administrator set a new password for your account.",
+		}, meta)
 	}))
 }
 

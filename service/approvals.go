@@ -167,6 +167,9 @@ func (s *Service) Vote(ctx context.Context, p *Principal, id, vote, comment stri
 				"If you still need help, contact your help desk.",
 			}, meta)
 		}
+		if err := s.reportApproval(ctx, tx, item.Subject, r, p.Account, item.Roles, meta); err != nil {
+			return err
+		}
 		return s.advance(ctx, tx, r, meta)
 	})
 	if err != nil && recourse.ErrorCode(err) == recourse.EINTERNAL {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/recourse/recourse"
+	"github.com/recourse/recourse/notify"
 )
 
 // systemMeta is the Meta of what Recourse does on its own (seeding, policy
@@ -113,13 +114,26 @@ func diff(before, after map[string]string) (map[string]string, map[string]string
 func (s *Service) RecordPolicyLoad(ctx context.Context, digest, source string, ok bool, errText string) error {
 	e := recourse.AuditEvent{Action: recourse.ActionPolicyLoad, Outcome: recourse.OutcomeSuccess, PolicyDigest: digest,
 		Attributes: map[string]string{"source": source}}
-	if !ok {
-		e.Outcome, e.Reason = recourse.OutcomeFailure, errText
-		if e.PolicyDigest == "" {
-			e.PolicyDigest = "none"
-		}
+	if ok {
+		return internal("record policy load", s.recordAuditTx(ctx, e, systemMeta))
 	}
-	return internal("record policy load", s.recordAuditTx(ctx, e, systemMeta))
+	e.Outcome, e.Reason = recourse.OutcomeFailure, errText
+	if e.PolicyDigest == "" {
+		e.PolicyDigest = "none"
+	}
+	// A refused policy is also an alert: someone changed the file, and the
+	// policy in force is not the one they meant.
+	return internal("record policy load", s.store.InTx(ctx, func(tx recourse.Tx) error {
+		if err := s.recordAudit(ctx, tx, e, systemMeta); err != nil {
+			return err
+		}
+		return s.alertSecurity(ctx, tx, securityAlert{Event: notify.EventPolicyReloadFailed, Subject: "A policy file was refused",
+			Lines: []string{
+				"The policy file " + source + " was refused; the policy in force stays (" + s.Policy().ShortDigest() + ").",
+				"Why: " + truncate(errText, 500),
+			},
+			Data: map[string]any{"source": source, "error": truncate(errText, 500), "in_force": s.Policy().Digest()}}, systemMeta)
+	}))
 }
 
 // MayReadAudit reports whether the account may read the audit log: the

@@ -148,7 +148,9 @@ func (s *Service) ConfirmChannel(ctx context.Context, p *Principal, channelID, c
 		if err != nil {
 			return err
 		}
-		return s.notifyAccount(ctx, tx, fresh, "A new "+string(c.Kind)+" was confirmed on your account", []string{
+		// A new channel is a new trust anchor: every channel hears of it,
+		// the new one and the phones too.
+		return s.notifyEveryChannel(ctx, tx, fresh, "A new "+string(c.Kind)+" was confirmed on your account", []string{
 			"The " + string(c.Kind) + " " + mask(c) + " was confirmed and can now receive notices and codes for your account.",
 		}, meta)
 	})

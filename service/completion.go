@@ -7,15 +7,16 @@ import (
 
 	"github.com/recourse/recourse"
 	"github.com/recourse/recourse/credential"
+	"github.com/recourse/recourse/notify"
 )
 
 // completionTTL is how long a completion token lives.
 const completionTTL = 15 * time.Minute
 
-// ContinueRecovery mints the single-use completion token for a ready
+// continueRecovery mints the single-use completion token for a ready
 // request, bound to the request and to the browser that drives it. The
 // token goes into the completion form; only its HMAC is stored.
-func (s *Service) ContinueRecovery(ctx context.Context, id, secret string, meta Meta) (string, error) {
+func (s *Service) continueRecovery(ctx context.Context, id, secret string, meta Meta) (string, error) {
 	var token string
 	err := s.store.InTx(ctx, func(tx recourse.Tx) error {
 		r, err := s.loadForBrowser(ctx, tx, id, secret)
@@ -48,12 +49,12 @@ type Completion struct {
 	NewPassword string
 }
 
-// CompleteRecovery consumes the completion token (exactly once, whatever
+// completeRecovery consumes the completion token (exactly once, whatever
 // the races), applies the change, revokes every other session, token and
 // open request of the account, notifies every channel, and signs the person
 // in. After a device recovery the new session is restricted to enrolling a
 // new authenticator.
-func (s *Service) CompleteRecovery(ctx context.Context, id, secret, token string, in Completion, meta Meta) (*SignIn, error) {
+func (s *Service) completeRecovery(ctx context.Context, id, secret, token string, in Completion, meta Meta) (*SignIn, error) {
 	if !credential.ValidToken(CompletionTokenPrefix, token) {
 		return nil, errRecoveryClosed
 	}
@@ -167,10 +168,19 @@ func (s *Service) CompleteRecovery(ctx context.Context, id, secret, token string
 		if err := tx.CreateSession(ctx, ses); err != nil {
 			return err
 		}
-		return s.notifyAccount(ctx, tx, a, "Your account was recovered", []string{
+		lines := []string{
 			"The recovery of your account (" + describeAction(r.Action) + ") was completed.",
 			"Every other session was signed out and every outstanding code and link stopped working.",
-		}, meta)
+		}
+		if restricted {
+			lines = append(lines, "Every authenticator app and passkey of the account was removed; add a new one now.")
+		}
+		// a was read before the change: its channels are the old ones, and
+		// each hears of it, phones too.
+		if err := s.notifyEveryChannel(ctx, tx, a, "Your account was recovered", lines, meta); err != nil {
+			return err
+		}
+		return s.alertTrustAnchorChange(ctx, tx, a, r, meta)
 	})
 	if errors.Is(err, recourse.ErrNotFound) {
 		return nil, errRecoveryClosed
@@ -260,6 +270,9 @@ func (s *Service) CancelByToken(ctx context.Context, token string, freeze bool, 
 			if err := s.transition(ctx, tx, r, recourse.RecoveryCancelled, "The account holder said \"this wasn't me\".", meta); err != nil {
 				return err
 			}
+			if err := s.noticeCancelled(ctx, tx, r, meta); err != nil {
+				return err
+			}
 		}
 		if freeze {
 			if err := tx.SetAccountFrozen(ctx, r.AccountID, &now); err != nil {
@@ -273,10 +286,13 @@ func (s *Service) CancelByToken(ctx context.Context, token string, freeze bool, 
 			SubjectID: r.AccountID, Reason: "this wasn't me", Attributes: map[string]string{"request": r.ID, "state_was": string(r.State), "frozen": boolString(freeze)}}, meta); err != nil {
 			return err
 		}
-		return s.alertSecurity(ctx, tx, "\"This wasn't me\" reported for "+r.AccountID, []string{
-			"The holder of account " + r.AccountID + " reported a recovery (" + r.ID + ", " + r.Action + ") they did not start.",
-			"Frozen: " + boolString(freeze) + ". Investigate before lifting a freeze.",
-		}, meta)
+		data := recoveryData(r)
+		data["frozen"] = freeze
+		return s.alertSecurity(ctx, tx, securityAlert{Event: notify.EventThisWasntMe, Subject: "\"This wasn't me\" reported for " + r.AccountID,
+			Lines: []string{
+				"The holder of account " + r.AccountID + " reported a recovery (" + r.ID + ", " + r.Action + ") they did not start.",
+				"Frozen: " + boolString(freeze) + ". Investigate before lifting a freeze.",
+			}, Data: data}, meta)
 	})
 	if errors.Is(err, recourse.ErrNotFound) {
 		return recourse.Errorf(recourse.ENOTFOUND, "This link is not valid any more.")
@@ -305,6 +321,9 @@ func (s *Service) CancelRecovery(ctx context.Context, p *Principal, id string, m
 		if err := s.transition(ctx, tx, r, recourse.RecoveryCancelled, "Cancelled by the account holder.", meta); err != nil {
 			return err
 		}
+		if err := s.noticeCancelled(ctx, tx, r, meta); err != nil {
+			return err
+		}
 		return s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionRecoveryCancel, Outcome: recourse.OutcomeSuccess,
 			SubjectID: r.AccountID, Attributes: map[string]string{"request": r.ID}}, meta)
 	})
@@ -322,21 +341,6 @@ func (s *Service) CancelRecovery(ctx context.Context, p *Principal, id string, m
 func (s *Service) AccountRecoveries(ctx context.Context, accountID string) ([]*recourse.Recovery, error) {
 	list, err := s.store.Recoveries(ctx, accountID, false)
 	return list, internal("list requests", err)
-}
-
-// alertSecurity tells the security team (every account in the security
-// group with a confirmed address).
-func (s *Service) alertSecurity(ctx context.Context, tx recourse.Tx, subject string, lines []string, meta Meta) error {
-	team, err := tx.AccountsInGroup(ctx, "security", 50)
-	if err != nil {
-		return err
-	}
-	for _, m := range team {
-		if err := s.notifyAccount(ctx, tx, m, "[security] "+subject, lines, meta); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // requireUnrestricted refuses a session that came out of a recovery until

@@ -53,7 +53,7 @@ func (s *Service) VerifyCaller(ctx context.Context, agent *Principal, accountID,
 	outcome := recourse.OutcomeSuccess
 	if !ok {
 		outcome = recourse.OutcomeFailure
-		if _, err := s.store.RecordRecoveryFailure(ctx, a.ID); err != nil {
+		if _, err := s.countRecoveryFailure(ctx, a.ID, meta); err != nil {
 			return false, internal("count failure", err)
 		}
 	}
@@ -125,14 +125,8 @@ func (s *Service) OpenOnBehalf(ctx context.Context, agent *Principal, accountID,
 	if err != nil {
 		return nil, internal("read request", err)
 	}
-	if d, err := s.Decide(ctx, a.ID, action, req); err == nil && (slices.Contains(d.Classes, "privileged") || d.Tier == policy.TierCritical) {
-		_ = s.store.InTx(ctx, func(tx recourse.Tx) error {
-			return s.alertSecurity(ctx, tx, "Help desk opened a recovery for "+a.ID, []string{
-				"Agent " + agent.Account.ID + " opened " + r.ID + " (" + r.Action + ") for " + a.DisplayName + ".",
-				"Reason: " + fullReason,
-			}, meta)
-		})
-	}
+	// A request for a privileged account has alerted the security team in
+	// the transaction that opened it (reportOpened).
 	return r, nil
 }
 

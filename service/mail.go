@@ -19,6 +19,14 @@ type Message struct {
 	At time.Time
 }
 
+// kind tells a text message (an E.164 number) from a mail.
+func (m Message) kind() recourse.NotificationKind {
+	if strings.HasPrefix(m.To, "+") {
+		return recourse.NotifySMS
+	}
+	return recourse.NotifyEmail
+}
+
 // Mailer delivers messages. Send runs inside the transaction of the change the
 // message is about, so a notice is recorded if and only if the change commits.
 type Mailer interface {
@@ -36,15 +44,60 @@ func (OutboxMailer) Send(ctx context.Context, tx recourse.Tx, m Message) error {
 	})
 }
 
+// outboxRecorder is the mailer of a server without SMTP: each message goes
+// to the outbox at once, and is listed as a notification delivered there.
+type outboxRecorder struct{ s *Service }
+
+func (o outboxRecorder) Send(ctx context.Context, tx recourse.Tx, m Message) error {
+	if err := (OutboxMailer{}).Send(ctx, tx, m); err != nil {
+		return err
+	}
+	return o.s.addNotification(ctx, tx, m, recourse.NotificationSent, "")
+}
+
+// queuedMailer is the mailer of a server with SMTP: each message is stored
+// as a notification and its delivery job queued, both in the caller's
+// transaction. Text messages have no gateway yet: they stay in the outbox
+// and their notification says so.
+type queuedMailer struct{ s *Service }
+
+// errNoSMSGateway is the delivery state of a text message.
+const errNoSMSGateway = "no SMS gateway is configured; the message is kept in the outbox"
+
+func (q queuedMailer) Send(ctx context.Context, tx recourse.Tx, m Message) error {
+	if m.kind() == recourse.NotifySMS {
+		if err := (OutboxMailer{}).Send(ctx, tx, m); err != nil {
+			return err
+		}
+		return q.s.addNotification(ctx, tx, m, recourse.NotificationFailed, errNoSMSGateway)
+	}
+	return q.s.addNotification(ctx, tx, m, recourse.NotificationQueued, "")
+}
+
 // notifyAccount sends a security notice to every confirmed address of the
 // account (NIST SP 800-63B-4 §4.6: notices go to all of them).
 func (s *Service) notifyAccount(ctx context.Context, tx recourse.Tx, a *recourse.Account, subject string, lines []string, meta Meta) error {
+	return s.notifyChannels(ctx, tx, a, a.Emails, subject, lines, meta)
+}
+
+// notifyEveryChannel sends the notice to every confirmed address and phone
+// number of the account: for changes of a trust anchor, which every old
+// channel (and the new one) must hear about.
+func (s *Service) notifyEveryChannel(ctx context.Context, tx recourse.Tx, a *recourse.Account, subject string, lines []string, meta Meta) error {
+	return s.notifyChannels(ctx, tx, a, append(append([]recourse.Channel{}, a.Emails...), a.Phones...), subject, lines, meta)
+}
+
+func (s *Service) notifyChannels(ctx context.Context, tx recourse.Tx, a *recourse.Account, chs []recourse.Channel, subject string, lines []string, meta Meta) error {
 	body := s.noticeBody(a, lines, meta)
-	for _, c := range a.Emails {
+	for _, c := range chs {
 		if !c.Verified {
 			continue
 		}
-		if err := s.mailer.Send(ctx, tx, Message{AccountID: a.ID, To: c.Address, Subject: subject, Body: body, At: s.now()}); err != nil {
+		subj := subject
+		if c.Kind == recourse.ChannelPhone {
+			subj = "SMS: " + subject
+		}
+		if err := s.mailer.Send(ctx, tx, Message{AccountID: a.ID, To: c.Address, Subject: subj, Body: body, At: s.now()}); err != nil {
 			return err
 		}
 	}
@@ -65,10 +118,22 @@ func (s *Service) noticeBody(a *recourse.Account, lines []string, meta Meta) str
 		fmt.Fprintf(&b, "From: %s\n", meta.IP)
 	}
 	if meta.UserAgent != "" {
-		fmt.Fprintf(&b, "Browser: %s\n", truncate(meta.UserAgent, 120))
+		fmt.Fprintf(&b, "Browser: %s\n", truncate(oneLine(meta.UserAgent), 120))
 	}
-	b.WriteString("\nIf this wasn't you, contact your security team at once.\n\n— " + s.cfg.Issuer + "\n")
+	fmt.Fprintf(&b, "\nIf this wasn't you, contact your security team at once; if you cannot sign in, use \"Can't sign in?\" at %s.\n\n— %s\n",
+		s.publicURL("/recover"), s.cfg.Issuer)
 	return b.String()
+}
+
+// oneLine keeps a client-supplied string (a user agent) on one line, so it
+// cannot forge lines of the notice.
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\r' || r == '\u2028' || r == '\u2029' {
+			return ' '
+		}
+		return r
+	}, s)
 }
 
 func truncate(s string, n int) string {

@@ -172,10 +172,13 @@ func (s *Service) openRecovery(ctx context.Context, a *recourse.Account, action,
 			}
 			// The refusal goes to the account's own confirmed addresses,
 			// never to the screen, so it reveals nothing to a stranger.
-			return s.notifyAccount(ctx, tx, a, "Your account cannot be recovered this way", []string{
+			if err := s.notifyAccount(ctx, tx, a, "Your account cannot be recovered this way", []string{
 				"Someone asked to recover your account (" + action + "). It was refused:",
 				d.Reason,
-			}, meta)
+			}, meta); err != nil {
+				return err
+			}
+			return s.reportOpened(ctx, tx, a, r, d, meta)
 		})
 	}
 	reqJSON, err := json.Marshal(d.Requirement)
@@ -206,6 +209,9 @@ func (s *Service) openRecovery(ctx context.Context, a *recourse.Account, action,
 			"Someone started a recovery of your account (" + describeAction(action) + ").",
 			"If this was you, follow the steps on the page where you started it.",
 		}, meta); err != nil {
+			return err
+		}
+		if err := s.reportOpened(ctx, tx, a, r, d, meta); err != nil {
 			return err
 		}
 		if s.scheduler != nil {
@@ -270,6 +276,11 @@ func codeChannels(n *policy.Node, out map[string]bool) {
 func (s *Service) sendChallenges(ctx context.Context, tx recourse.Tx, a *recourse.Account, r *recourse.Recovery, req *policy.Requirement, meta Meta) error {
 	kinds := map[string]bool{}
 	codeChannels(req.Evidence, kinds)
+	// An email code always goes out, even when the requirement needs none
+	// (a key holder's recovery): proving it is how the browser gets to see
+	// the request and offer the other ways, without revealing the account to
+	// a stranger.
+	kinds["email"] = true
 	ttl := req.Lifetimes.Code
 	for _, c := range append(slices.Clone(a.Emails), a.Phones...) {
 		kind := "email"
@@ -499,10 +510,10 @@ func (s *Service) effectiveState(r *recourse.Recovery) recourse.RecoveryState {
 
 // ---- evidence ----
 
-// SubmitChallengeCode checks a code sent to one of the account's channels.
+// submitChallengeCode checks a code sent to one of the account's channels.
 // Each code allows five tries and every wrong code counts against the
 // account, atomically, whatever the resends.
-func (s *Service) SubmitChallengeCode(ctx context.Context, id, secret, code string, meta Meta) error {
+func (s *Service) submitChallengeCode(ctx context.Context, id, secret, code string, meta Meta) error {
 	code = strings.ReplaceAll(strings.TrimSpace(code), " ", "")
 	r, err := s.loadForBrowser(ctx, s.store, id, secret)
 	if errors.Is(err, recourse.ErrNotFound) {
@@ -537,7 +548,7 @@ func (s *Service) checkChallenge(ctx context.Context, r *recourse.Recovery, code
 		}
 	}
 	if match == nil {
-		n, err := s.store.RecordRecoveryFailure(ctx, r.AccountID)
+		n, err := s.countRecoveryFailure(ctx, r.AccountID, meta)
 		if err != nil {
 			return internal("count failure", err)
 		}
@@ -565,9 +576,9 @@ func (s *Service) checkChallenge(ctx context.Context, r *recourse.Recovery, code
 	}, "code by "+match.Kind)
 }
 
-// SubmitTOTP proves possession of a still-bound authenticator app. A code
+// submitTOTP proves possession of a still-bound authenticator app. A code
 // is accepted once only.
-func (s *Service) SubmitTOTP(ctx context.Context, id, secret, code string, meta Meta) error {
+func (s *Service) submitTOTP(ctx context.Context, id, secret, code string, meta Meta) error {
 	r, err := s.loadForBrowser(ctx, s.store, id, secret)
 	if errors.Is(err, recourse.ErrNotFound) {
 		return errWrongCode
@@ -590,7 +601,7 @@ func (s *Service) SubmitTOTP(ctx context.Context, id, secret, code string, meta 
 		return err
 	}
 	if au == nil {
-		if _, err := s.store.RecordRecoveryFailure(ctx, r.AccountID); err != nil {
+		if _, err := s.countRecoveryFailure(ctx, r.AccountID, meta); err != nil {
 			return internal("count failure", err)
 		}
 		return errWrongCode
@@ -603,8 +614,8 @@ func (s *Service) SubmitTOTP(ctx context.Context, id, secret, code string, meta 
 	}, "authenticator app")
 }
 
-// SubmitSavedRecoveryCode uses up one of the account's saved recovery codes.
-func (s *Service) SubmitSavedRecoveryCode(ctx context.Context, id, secret, code string, meta Meta) error {
+// submitSavedRecoveryCode uses up one of the account's saved recovery codes.
+func (s *Service) submitSavedRecoveryCode(ctx context.Context, id, secret, code string, meta Meta) error {
 	r, err := s.loadForBrowser(ctx, s.store, id, secret)
 	if errors.Is(err, recourse.ErrNotFound) {
 		return errWrongCode
@@ -634,7 +645,7 @@ func (s *Service) SubmitSavedRecoveryCode(ctx context.Context, id, secret, code 
 		return s.addEvidence(ctx, tx, r, "recovery_code", map[string]string{"set": setID}, "")
 	}, "saved recovery code")
 	if errors.Is(err, recourse.ErrNotFound) {
-		if _, ferr := s.store.RecordRecoveryFailure(ctx, r.AccountID); ferr != nil {
+		if _, ferr := s.countRecoveryFailure(ctx, r.AccountID, meta); ferr != nil {
 			return internal("count failure", ferr)
 		}
 		return errWrongCode
@@ -827,6 +838,9 @@ func (s *Service) transition(ctx context.Context, tx recourse.Tx, r *recourse.Re
 	if err != nil {
 		return err
 	}
+	if err := s.reportTransition(ctx, tx, a, r, from, meta); err != nil {
+		return err
+	}
 	switch to {
 	case recourse.RecoveryAwaitingApproval:
 		return s.notifyApprovers(ctx, tx, a, r, meta)
@@ -838,6 +852,10 @@ func (s *Service) transition(ctx context.Context, tx recourse.Tx, r *recourse.Re
 	case recourse.RecoveryReady:
 		return s.notifyAccount(ctx, tx, a, "Your account recovery can be completed", []string{
 			"The recovery of your account (" + describeAction(r.Action) + ") can now be completed from the page where it was started.",
+		}, meta)
+	case recourse.RecoveryExpired:
+		return s.notifyAccount(ctx, tx, a, "Your account recovery expired", []string{
+			"The recovery of your account (" + describeAction(r.Action) + ") was not finished in time and stopped.",
 		}, meta)
 	}
 	return nil

@@ -12,13 +12,13 @@ import (
 	"github.com/recourse/recourse/policy"
 )
 
-// BeginRecoveryWebAuthn starts a passkey or security-key assertion as
+// beginRecoveryWebAuthn starts a passkey or security-key assertion as
 // possession evidence for a request (a privileged person who still holds
 // their key). It returns the options for navigator.credentials.get as JSON.
 // Like every step before the request is revealed, an unknown request or a
 // wrong browser gets the same answer as a request whose account has no
 // passkey.
-func (s *Service) BeginRecoveryWebAuthn(ctx context.Context, id, secret string) ([]byte, error) {
+func (s *Service) beginRecoveryWebAuthn(ctx context.Context, id, secret string) ([]byte, error) {
 	if s.webauthn == nil {
 		return nil, errNoWebAuthn
 	}
@@ -65,11 +65,11 @@ func (s *Service) BeginRecoveryWebAuthn(ctx context.Context, id, secret string) 
 	return out, err
 }
 
-// FinishRecoveryWebAuthn verifies the assertion against the account's
+// finishRecoveryWebAuthn verifies the assertion against the account's
 // still-bound credentials and records possession: phishing-resistant, AAL3
 // for a device-bound key, AAL2 for a synced passkey. The challenge is usable
 // once.
-func (s *Service) FinishRecoveryWebAuthn(ctx context.Context, id, secret string, body []byte, meta Meta) error {
+func (s *Service) finishRecoveryWebAuthn(ctx context.Context, id, secret string, body []byte, meta Meta) error {
 	if s.webauthn == nil {
 		return errNoWebAuthn
 	}

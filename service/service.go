@@ -172,6 +172,7 @@ type Service struct {
 	ipLimit   *rateLimiter
 	policy    atomic.Pointer[policy.Policy]
 	scheduler Scheduler
+	notify    notifier // delivery of mail and webhooks (notify.go)
 }
 
 // Options wire the service's dependencies.

@@ -1,6 +1,7 @@
 package service
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"strconv"
@@ -77,8 +78,20 @@ func (s *Service) revokeSession(ctx context.Context, ses *recourse.Session, acti
 		if err := tx.RevokeSession(ctx, ses.ID, s.now()); err != nil {
 			return err
 		}
-		return s.recordAudit(ctx, tx, recourse.AuditEvent{Action: action, Outcome: recourse.OutcomeSuccess, SubjectID: ses.AccountID,
-			Reason: reason, Attributes: map[string]string{"session_id": ses.ID}}, meta)
+		if err := s.recordAudit(ctx, tx, recourse.AuditEvent{Action: action, Outcome: recourse.OutcomeSuccess, SubjectID: ses.AccountID,
+			Reason: reason, Attributes: map[string]string{"session_id": ses.ID}}, meta); err != nil {
+			return err
+		}
+		if action != recourse.ActionSessionRevoke || reason != "" {
+			return nil // signing out, or an inactive account
+		}
+		a, err := tx.Account(ctx, ses.AccountID)
+		if err != nil {
+			return err
+		}
+		return s.notifyAccount(ctx, tx, a, "A session of your account was signed out", []string{
+			"A session of your account (started " + ses.CreatedAt.UTC().Format("2006-01-02 15:04 UTC") + " from " + cmp.Or(ses.IP, "an unknown address") + ") was signed out at your request.",
+		}, meta)
 	})
 	if errors.Is(err, recourse.ErrNotFound) {
 		return nil

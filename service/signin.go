@@ -10,6 +10,7 @@ import (
 
 	"github.com/recourse/recourse"
 	"github.com/recourse/recourse/credential"
+	"github.com/recourse/recourse/notify"
 )
 
 // SessionTokenPrefix marks Recourse session secrets, so secret scanners can
@@ -213,10 +214,15 @@ func (s *Service) signInFailed(ctx context.Context, a *recourse.Account, meta Me
 			Before: map[string]string{"locked": "false"}, After: map[string]string{"locked": "true"}}, meta); err != nil {
 			return err
 		}
-		return s.notifyAccount(ctx, tx, a, "Your account was locked", []string{
+		if err := s.notifyAccount(ctx, tx, a, "Your account was locked", []string{
 			"Your account was locked after too many failed sign-in attempts.",
 			"To get back in, use \"Can't sign in?\" on the sign-in page or contact the help desk.",
-		}, meta)
+		}, meta); err != nil {
+			return err
+		}
+		return s.alertSecurity(ctx, tx, securityAlert{Event: notify.EventLockout, Subject: "Account " + a.ID + " locked",
+			Lines: []string{a.DisplayName + " (" + a.ID + ") was locked after " + strconv.Itoa(n) + " consecutive failed sign-ins."},
+			Data:  map[string]any{"account_id": a.ID, "reason": "sign_in_failures", "failures": n}, SkipGroup: true}, meta)
 	})
 	if err != nil {
 		return internal("record sign-in failure", err)

@@ -4,6 +4,8 @@ import (
 	"encoding/base64"
 	"html/template"
 	"net/http"
+	"net/url"
+	"regexp"
 	"strings"
 
 	"github.com/recourse/recourse"
@@ -26,6 +28,8 @@ type accountData struct {
 	PasskeysEnabled  bool
 	HasSecondFactor  bool
 	RecoveryCodesSet bool
+	// Workflow is the recovery workflow's part of the page (portal.go).
+	Workflow portalData
 }
 
 func (s *Server) accountPage(w http.ResponseWriter, r *http.Request) {
@@ -71,6 +75,10 @@ func (s *Server) renderAccount(w http.ResponseWriter, r *http.Request, status in
 		s.renderError(w, r, err)
 		return
 	}
+	if d.Workflow, err = s.portalData(r); err != nil {
+		s.renderError(w, r, err)
+		return
+	}
 	notice := ""
 	if msg == "" {
 		notice = noticeFrom(r)
@@ -94,6 +102,7 @@ func (s *Server) actionFailed(w http.ResponseWriter, r *http.Request, err error)
 
 type confirmData struct {
 	HasTOTP bool
+	Next    string
 }
 
 func (s *Server) confirmPage(w http.ResponseWriter, r *http.Request) {
@@ -107,7 +116,7 @@ func (s *Server) renderConfirm(w http.ResponseWriter, r *http.Request, status in
 		s.renderError(w, r, err)
 		return
 	}
-	d := confirmData{}
+	d := confirmData{Next: safeNext(r.FormValue("next"))}
 	for _, au := range auths {
 		if au.Kind == recourse.AuthTOTP && au.Status == recourse.AuthActive {
 			d.HasTOTP = true
@@ -127,7 +136,31 @@ func (s *Server) confirmSubmit(w http.ResponseWriter, r *http.Request) {
 		s.renderConfirm(w, r, httpStatus(err), recourse.ErrorMessage(err))
 		return
 	}
+	if next := safeNext(r.PostFormValue("next")); next != "" {
+		redirect(w, r, next)
+		return
+	}
 	redirect(w, r, "/account?notice=confirmed")
+}
+
+// reNext is where "confirm it's you" may send someone back to: our own
+// pages that ask for a recent sign-in, never another site.
+var reNext = regexp.MustCompile(`^/(approvals/rr_[a-z2-7]{1,60}|helpdesk(/accounts/[A-Za-z0-9._-]{1,64})?)$`)
+
+// safeNext returns next when it is one of our pages, else "".
+func safeNext(next string) string {
+	if reNext.MatchString(next) {
+		return next
+	}
+	return ""
+}
+
+// confirmURL is the confirm page that returns to next afterwards.
+func confirmURL(next string) string {
+	if safeNext(next) == "" {
+		return "/account/confirm"
+	}
+	return "/account/confirm?next=" + url.QueryEscape(next)
 }
 
 type totpData struct {

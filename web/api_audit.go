@@ -11,11 +11,16 @@ import (
 )
 
 // auditRoutes serves the audit log's API: the events, for administrators
-// and the security team, and the latest signed checkpoint, for anyone who
-// wants to witness the log.
-func (s *Server) auditRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /api/v1/audit", s.apiAuditEvents)
-	mux.HandleFunc("GET /api/v1/audit/checkpoint", s.apiAuditCheckpoint)
+// and the security team (signed in, or with an API key holding audit:read),
+// and the latest signed checkpoint, for anyone who wants to witness the
+// log. They are routes of the JSON API (api.go).
+func (s *Server) auditRoutes(mux *http.ServeMux) { s.registerAPI(mux, s.auditAPIRoutes()) }
+
+func (s *Server) auditAPIRoutes() []apiRoute {
+	return []apiRoute{
+		{method: "GET", path: "/api/v1/audit", auth: apiCaller, scope: "audit:read", handle: s.apiAuditEvents},
+		{method: "GET", path: "/api/v1/audit/checkpoint", auth: apiPublic, handle: s.apiAuditCheckpoint},
+	}
 }
 
 const (
@@ -93,48 +98,37 @@ func auditFilter(r *http.Request) (recourse.AuditFilter, error) {
 }
 
 // apiAuditEvents lists audit events, newest first unless order=asc. It
-// needs a signed-in administrator or security-team member.
-func (s *Server) apiAuditEvents(w http.ResponseWriter, r *http.Request) {
-	p, err := s.svc.Authenticate(r.Context(), sessionToken(r))
+// needs an administrator or security-team member.
+func (s *Server) apiAuditEvents(c *apiCall) (*apiReply, error) {
+	f, err := auditFilter(c.r)
 	if err != nil {
-		s.writeJSONError(w, r, err)
-		return
+		return nil, err
 	}
-	f, err := auditFilter(r)
+	evs, err := s.svc.AuditEvents(c.ctx, c.p.Principal, f)
 	if err != nil {
-		s.writeJSONError(w, r, err)
-		return
-	}
-	evs, err := s.svc.AuditEvents(r.Context(), p, f)
-	if err != nil {
-		s.writeJSONError(w, r, err)
-		return
+		return nil, err
 	}
 	page := auditPage{Events: make([]json.RawMessage, 0, len(evs))}
 	for _, e := range evs {
 		b, err := e.MarshalCanonical()
 		if err != nil {
-			s.writeJSONError(w, r, err)
-			return
+			return nil, err
 		}
 		page.Events = append(page.Events, b)
 	}
 	if len(evs) == f.Limit {
 		page.NextCursor = encodeCursor(*evs[len(evs)-1].Seq)
 	}
-	writeJSON(w, http.StatusOK, page)
+	return okReply(page)
 }
 
 // apiAuditCheckpoint serves the latest signed checkpoint as a C2SP signed
 // note. It is public: anyone may keep copies and later check that the log
 // only grew (`recourse audit consistency`).
-func (s *Server) apiAuditCheckpoint(w http.ResponseWriter, r *http.Request) {
-	c, err := s.svc.AuditCheckpoint(r.Context())
+func (s *Server) apiAuditCheckpoint(c *apiCall) (*apiReply, error) {
+	cp, err := s.svc.AuditCheckpoint(c.ctx)
 	if err != nil {
-		s.writeJSONError(w, r, err)
-		return
+		return nil, err
 	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-cache")
-	_, _ = w.Write(c.Note)
+	return &apiReply{Status: http.StatusOK, Raw: cp.Note, ContentType: "text/plain; charset=utf-8"}, nil
 }

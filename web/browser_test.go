@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/recourse/recourse/credential"
+	"github.com/recourse/recourse/jobs"
 	"github.com/recourse/recourse/service"
 	"github.com/recourse/recourse/store/sqlite"
 )
@@ -59,13 +61,30 @@ func demoSite(t *testing.T) (string, *service.Service) {
 	}
 	sc := service.DefaultConfig()
 	sc.PasswordParams = credential.PasswordParams{Time: 1, MemoryKiB: 64, Threads: 1, KeyLen: 32, SaltLen: 16}
-	svc, err := service.New(service.Options{Store: st, Config: sc, Keys: service.Keys{Master: []byte(strings.Repeat("b", 32))}, WebAuthn: wa})
+	if err := jobs.Migrate(t.Context(), st.DB(), "sqlite", nil); err != nil {
+		t.Fatal(err)
+	}
+	q, err := jobs.New(st.DB(), "sqlite", nil, jobs.Options{PollInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := service.New(service.Options{Store: st, Config: sc, Keys: service.Keys{Master: []byte(strings.Repeat("b", 32))}, WebAuthn: wa, Scheduler: q})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := svc.SeedDemo(t.Context()); err != nil {
 		t.Fatal(err)
 	}
+	qctx, stopQueue := context.WithCancel(context.Background())
+	if err := q.Start(qctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = q.Stop(sctx)
+		stopQueue()
+	})
 	srv, err := New(svc, Config{DevMode: true, Demo: true}, nil, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
@@ -211,6 +230,53 @@ func TestBrowserSignInAndPasskey(t *testing.T) {
 	if sessions := text(t, ctx, "#sessions"); !strings.Contains(sessions, "AAL3") {
 		t.Fatalf("a password plus a device-bound key should give AAL3; sessions:\n%s", sessions)
 	}
+
+	// Forgot the password but still hold the key: the key is the evidence.
+	err = chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS("nav button")),
+		chromedp.WaitVisible(chromedp.ID("cant-sign-in")),
+		chromedp.Click(chromedp.ID("cant-sign-in")),
+		chromedp.WaitVisible(chromedp.ID("identifier")),
+		chromedp.SendKeys(chromedp.ID("identifier"), "d.chen"),
+		chromedp.Click(chromedp.CSS(`input[value="password"]`)),
+		chromedp.Submit(chromedp.ID("identifier")),
+		chromedp.WaitVisible(chromedp.ID("code")),
+	)
+	if err != nil {
+		t.Fatalf("start a recovery: %v", err)
+	}
+	code = waitForCode(t, svc, "d.chen@example.com")
+	err = chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.ID("code"), code),
+		chromedp.Submit(chromedp.ID("code")),
+		chromedp.WaitVisible(chromedp.CSS("[data-webauthn-login]")),
+		chromedp.Click(chromedp.CSS("[data-webauthn-login]")),
+		chromedp.WaitVisible(chromedp.CSS(`form[action$="/continue"] button`)),
+	)
+	if err != nil {
+		t.Fatalf("recover with the security key: %v (page: %s)", err, text(t, ctx, "main"))
+	}
+}
+
+// waitForCode polls the outbox for the newest recovery code sent to an
+// address (the start runs on the job queue).
+func waitForCode(t *testing.T, svc *service.Service, to string) string {
+	t.Helper()
+	re := regexp.MustCompile(`recovery code is (\d{6})\.`)
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		msgs, _ := svc.Store().OutboxMessages(t.Context(), 50)
+		for _, m := range msgs {
+			if m.To == to {
+				if c := re.FindStringSubmatch(m.Body); c != nil {
+					return c[1]
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no recovery code for %s", to)
+	return ""
 }
 
 // TestBrowserWrongCodeIsAccessible checks the error path in the browser: the

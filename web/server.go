@@ -119,6 +119,9 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /account/sessions/revoke-all", s.requireSignIn(s.sessionRevokeAll))
 
 	s.auditRoutes(mux)
+	s.workflowRoutes(mux)
+	s.extraRoutes(mux)
+	s.apiRoutes(mux)
 
 	if s.cfg.DevMode || s.cfg.Demo {
 		mux.HandleFunc("GET /dev/outbox", s.outboxPage)

@@ -24,7 +24,7 @@ const auditUsage = `Usage: recourse audit <subcommand> [flags]
 
 Subcommands:
   verify                 recompute the log from the stored events and check every signed checkpoint
-                         [--key VKEY|FILE] [--checkpoint FILE (a checkpoint saved elsewhere)]
+                         [--key VKEY|FILE] [--checkpoint FILE (a checkpoint saved elsewhere)] [--tree-hashes]
   prove EVENT_ID         an inclusion proof of the event under the latest checkpoint (JSON)
   consistency OLD NEW    a consistency proof between two checkpoints, each a tree size or a saved checkpoint FILE (JSON)
   check FILE             check a proof printed by prove or consistency, offline [--key VKEY|FILE]
@@ -183,12 +183,13 @@ func cmdAudit(ctx context.Context, args []string, getenv func(string) string, st
 	switch sub {
 	case "verify":
 		external := fs.String("checkpoint", "", "a signed checkpoint saved elsewhere; the database must contain the tree it signs")
+		treeHashes := fs.Bool("tree-hashes", false, "also compare every stored tree hash (what proofs are built from) with the recomputed one")
 		run = func(c *Config, st recourse.Store) error {
 			v, err := auditVerifier(c, *key)
 			if err != nil {
 				return err
 			}
-			o := audit.VerifyOptions{Verifier: v}
+			o := audit.VerifyOptions{Verifier: v, TreeHashes: *treeHashes}
 			if *external != "" {
 				if o.External, err = readBounded(*external, 1<<16); err != nil {
 					return err

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/recourse/recourse/notify"
 )
 
 // Config is Recourse's configuration. Values come, later ones winning, from
@@ -56,6 +58,8 @@ type Config struct {
 	// reloaded on SIGHUP and when it changes.
 	Policy string `yaml:"policy"`
 	Auth   Auth   `yaml:"auth"`
+	// Notify is mail (SMTP) and webhooks; docs/notifications.md.
+	Notify notify.Config `yaml:"notify"`
 }
 
 // Auth holds the sign-in and session settings.
@@ -117,6 +121,7 @@ func DefaultConfig() Config {
 			AAL3Absolute:        Duration(12 * time.Hour),
 			AAL3Idle:            Duration(15 * time.Minute),
 		},
+		Notify: notify.DefaultConfig(),
 	}
 }
 
@@ -163,6 +168,11 @@ var envVars = []struct {
 	{"RECOURSE_POLICY", func(c *Config, v string) error { c.Policy = v; return nil }},
 	{"RECOURSE_AUTH_FAILURE_LIMIT", func(c *Config, v string) error { return parseInt(&c.Auth.FailureLimit, v) }},
 	{"RECOURSE_AUTH_WEBAUTHN_RP_ID", func(c *Config, v string) error { c.Auth.WebAuthnRPID = v; return nil }},
+	{"RECOURSE_SMTP_HOST", func(c *Config, v string) error { c.Notify.SMTP.Host = v; return nil }},
+	{"RECOURSE_SMTP_USERNAME", func(c *Config, v string) error { c.Notify.SMTP.Username = v; return nil }},
+	{"RECOURSE_SMTP_PASSWORD", func(c *Config, v string) error { c.Notify.SMTP.Password = v; return nil }},
+	{"RECOURSE_SMTP_FROM", func(c *Config, v string) error { c.Notify.SMTP.From = v; return nil }},
+	{"RECOURSE_NOTIFY_SECURITY_MAILBOX", func(c *Config, v string) error { c.Notify.SecurityMailbox = v; return nil }},
 }
 
 func splitList(v string) []string {
@@ -306,7 +316,7 @@ func (c *Config) Validate() error {
 	if a.AAL3Idle <= 0 || a.AAL3Idle > a.AAL3Absolute {
 		return errors.New("auth.aal3_idle: must be positive and at most auth.aal3_absolute")
 	}
-	return nil
+	return c.Notify.Validate()
 }
 
 // publicURL returns the configured or derived public URL.

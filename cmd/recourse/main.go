@@ -54,7 +54,9 @@ Commands:
   account    manage the directory: create, import, list, show, unlock, set-password
   policy     check and explain the policy: lint, explain, test, show
   audit      the tamper-evident audit log: verify, prove, consistency, check, export, tail, key
+  apikey     API keys for integrations: create, list, show, revoke, rotate, scopes
   keygen     print a new random master key (base64)
+  bench      load-test a server: recovery, sign-in and routine scenarios
   version    print the version
 
 Run 'recourse <command> -h' for a command's flags.
@@ -75,10 +77,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return cmdAccount(ctx, args[1:], getenv, stdin, stdout, stderr)
 	case "policy":
 		return cmdPolicy(ctx, args[1:], getenv, stdin, stdout, stderr)
+	case "apikey":
+		return cmdAPIKey(ctx, args[1:], getenv, stdout, stderr)
 	case "audit":
 		return cmdAudit(ctx, args[1:], getenv, stdout, stderr)
 	case "keygen":
 		return cmdKeygen(stdout)
+	case "bench":
+		return cmdBench(ctx, args[1:], getenv, stdin, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "recourse", version())
 		return nil

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/netip"
@@ -18,8 +19,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/recourse/recourse/audit"
 	"github.com/recourse/recourse/credential"
 	"github.com/recourse/recourse/jobs"
+	"github.com/recourse/recourse/notify"
 	"github.com/recourse/recourse/policy"
 	"github.com/recourse/recourse/service"
 	"github.com/recourse/recourse/web"
@@ -78,12 +81,16 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 			return err
 		}
 	}
-	queue, err := jobs.New(db, dialect, log, jobs.Options{})
+	queue, err := jobs.New(db, dialect, log, jobs.Options{DeliveryAttempts: c.Notify.MaxAttempts, WebhookWorkers: c.Notify.WebhookWorkers})
 	if err != nil {
 		return err
 	}
 	svc, err := newService(ctx, c, audited, log, true, queue)
 	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	if err := enableNotifications(ctx, c, svc, queue, reg, log); err != nil {
 		return err
 	}
 	pol, findings, err := loadPolicyFile(c.Policy)
@@ -114,7 +121,6 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		proxies = append(proxies, netip.MustParsePrefix(p))
 	}
 	pub, _ := c.publicURL()
-	reg := prometheus.NewRegistry()
 	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "recourse_policy_reloads_total", Help: "Policy reloads by result (ok, unchanged, refused).",
 	}, []string{"result"})
@@ -180,6 +186,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	})
 	g.Go(func() error { return sweepSessions(gctx, svc, log) })
 	g.Go(func() error { return seq.Run(gctx, 200*time.Millisecond) })
+	g.Go(func() error { return watchAudit(gctx, svc, seq, log) })
 	g.Go(func() error {
 		// River runs its own goroutines; this one owns its start and stop.
 		if err := queue.Start(context.WithoutCancel(gctx), svc); err != nil {
@@ -308,4 +315,62 @@ func printDemo(w io.Writer, base string, users []service.DemoUser) {
 	fmt.Fprintf(w, "Password for everyone: %s\n", service.DemoPassword)
 	fmt.Fprintf(w, "Second factor: the current authenticator-app code for each user is at %s/dev/demo\n", base)
 	fmt.Fprintf(w, "Mail that would have been sent is at %s/dev/outbox\n\n", base)
+}
+
+// enableNotifications wires mail and webhooks: the courier (the SMTP relay,
+// the guarded webhook client) with its metrics, and the service's delivery
+// through the job queue. Without an SMTP host, mail stays in the outbox.
+func enableNotifications(ctx context.Context, c *Config, svc *service.Service, queue *jobs.Queue, reg *prometheus.Registry, log *slog.Logger) error {
+	pub, err := c.publicURL()
+	if err != nil {
+		return err
+	}
+	metrics, err := notify.NewMetrics(reg, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		n, err := svc.FailingWebhooks(ctx)
+		if err != nil {
+			return math.NaN()
+		}
+		return float64(n)
+	})
+	if err != nil {
+		return err
+	}
+	courier, err := notify.New(notify.Options{Config: c.Notify, Issuer: c.Issuer, PublicURL: pub.String(), Metrics: metrics})
+	if err != nil {
+		return err
+	}
+	if err := svc.EnableNotifications(ctx, service.Notifications{Courier: courier, Scheduler: queue, Email: courier.SendsEmail(),
+		SecurityMailbox: c.Notify.SecurityMailbox, Webhooks: c.Notify.Webhooks, RotationOverlap: c.Notify.RotationOverlap,
+		FailingAfter: c.Notify.FailingAfter}); err != nil {
+		return fmt.Errorf("notify: %w", err)
+	}
+	if courier.SendsEmail() {
+		log.Info("mail goes through the SMTP relay", "host", c.Notify.SMTP.Host, "security", c.Notify.SMTP.Security)
+	} else {
+		log.Info("no SMTP relay configured: mail is kept in the outbox")
+	}
+	return nil
+}
+
+// watchAudit alerts the security team when the audit sequencer stalls:
+// events wait to be signed into the log and none has been for five minutes.
+func watchAudit(ctx context.Context, svc *service.Service, seq *audit.Sequencer, log *slog.Logger) error {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			backlog, err := svc.Store().AuditBacklog(ctx)
+			if err == nil {
+				err = svc.CheckAuditSequencer(ctx, backlog, seq.Sequenced(), 5*time.Minute)
+			}
+			if err != nil && ctx.Err() == nil {
+				log.Error("audit sequencer watch failed", "err", err)
+			}
+		}
+	}
 }

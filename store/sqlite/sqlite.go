@@ -31,6 +31,7 @@ func Dialect() sqlstore.Dialect {
 		Migrations: sub,
 		// BEGIN IMMEDIATE already serialises writers.
 		ForUpdate: "",
+		OneWriter: true,
 		ListContains: func(col, param string) string {
 			return "EXISTS (SELECT 1 FROM json_each(" + col + ") WHERE json_each.value = " + param + ")"
 		},

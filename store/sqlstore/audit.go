@@ -13,7 +13,7 @@ import (
 
 // maxRowsPerStatement bounds multi-row statements (two parameters a row),
 // well inside SQLite's and PostgreSQL's parameter limits.
-const maxRowsPerStatement = 250
+const maxRowsPerStatement = 100
 
 func (s queries) AddAuditEvent(ctx context.Context, e *recourse.AuditEvent) error {
 	if err := e.Validate(); err != nil {
@@ -43,20 +43,22 @@ func (s queries) LockAuditSequencer(ctx context.Context) (bool, error) {
 	return ok, nil
 }
 
+// auditRecordColumns are what an AuditRecord is read from (not the
+// generated event_id, which SQLite would compute for every row read).
+const auditRecordColumns = `row_id, seq, data`
+
 func scanAuditRecords(rows *sql.Rows) ([]recourse.AuditRecord, error) {
 	defer rows.Close()
 	var out []recourse.AuditRecord
 	for rows.Next() {
 		var r recourse.AuditRecord
 		var seq sql.NullInt64
-		var data string
-		if err := rows.Scan(&r.Row, &r.EventID, &seq, &data); err != nil {
+		if err := rows.Scan(&r.Row, &seq, &r.Data); err != nil {
 			return nil, err
 		}
 		if seq.Valid {
 			r.Seq = &seq.Int64
 		}
-		r.Data = []byte(data)
 		out = append(out, r)
 	}
 	return out, rows.Err()
@@ -66,7 +68,7 @@ func (s queries) UnsequencedAuditEvents(ctx context.Context, limit int) ([]recou
 	if limit <= 0 {
 		limit = 1
 	}
-	rows, err := s.q.QueryContext(ctx, fmt.Sprintf(`SELECT row_id, event_id, seq, data FROM audit_events
+	rows, err := s.q.QueryContext(ctx, fmt.Sprintf(`SELECT `+auditRecordColumns+` FROM audit_events
         WHERE seq IS NULL ORDER BY row_id LIMIT %d`, limit))
 	if err != nil {
 		return nil, s.wrap("list unsequenced audit events", err)
@@ -114,8 +116,8 @@ func (s queries) AuditRecords(ctx context.Context, from int64, limit int) ([]rec
 	if limit <= 0 {
 		limit = 1
 	}
-	rows, err := s.q.QueryContext(ctx, fmt.Sprintf(`SELECT row_id, event_id, seq, data FROM audit_events
-        WHERE seq >= $1 ORDER BY seq LIMIT %d`, limit), from)
+	rows, err := s.q.QueryContext(ctx, fmt.Sprintf(`SELECT `+auditRecordColumns+` FROM audit_events
+        WHERE seq >= $1 ORDER BY seq, row_id LIMIT %d`, limit), from)
 	if err != nil {
 		return nil, s.wrap("list audit records", err)
 	}
@@ -124,7 +126,7 @@ func (s queries) AuditRecords(ctx context.Context, from int64, limit int) ([]rec
 }
 
 func (s queries) AuditRecordByEventID(ctx context.Context, eventID string) (recourse.AuditRecord, error) {
-	rows, err := s.q.QueryContext(ctx, `SELECT row_id, event_id, seq, data FROM audit_events WHERE event_id = $1`, eventID)
+	rows, err := s.q.QueryContext(ctx, `SELECT `+auditRecordColumns+` FROM audit_events WHERE event_id = $1`, eventID)
 	if err != nil {
 		return recourse.AuditRecord{}, s.wrap("read audit record", err)
 	}
@@ -178,7 +180,7 @@ func (s queries) ListAuditEvents(ctx context.Context, f recourse.AuditFilter) ([
 	} else if f.FromSeq > 0 {
 		where = append(where, "seq >= "+arg(f.FromSeq))
 	}
-	q := fmt.Sprintf(`SELECT row_id, event_id, seq, data FROM audit_events WHERE %s ORDER BY seq %s LIMIT %d`,
+	q := fmt.Sprintf(`SELECT `+auditRecordColumns+` FROM audit_events WHERE %s ORDER BY seq %s LIMIT %d`,
 		strings.Join(where, " AND "), order, limit)
 	rows, err := s.q.QueryContext(ctx, q, args...)
 	if err != nil {

@@ -23,13 +23,23 @@ type querier interface {
 type Store struct {
 	queries
 	db *sql.DB
+	// writers queues this process's transactions when the database admits
+	// one writer at a time (Dialect.OneWriter), so they wait their turn in
+	// a queue instead of in the database's sleep-and-retry busy handler.
+	writers chan struct{}
 }
+
+// writerWait bounds the wait for the writer queue; after it the
+// transaction goes to the database anyway, whose own busy timeout then
+// applies (so a transaction begun inside another fails as it always did,
+// rather than waiting forever).
+const writerWait = 10 * time.Second
 
 var _ recourse.Store = (*Store)(nil)
 
 // New wraps an open, migrated database.
 func New(db *sql.DB, d Dialect) *Store {
-	return &Store{queries: queries{q: db, d: d}, db: db}
+	return &Store{queries: queries{q: db, d: d}, db: db, writers: make(chan struct{}, 1)}
 }
 
 // DB returns the underlying database handle.
@@ -37,6 +47,18 @@ func (s *Store) DB() *sql.DB { return s.db }
 
 // InTx implements recourse.Store.
 func (s *Store) InTx(ctx context.Context, fn func(tx recourse.Tx) error) error {
+	if s.d.OneWriter {
+		t := time.NewTimer(writerWait)
+		select {
+		case s.writers <- struct{}{}:
+			defer func() { <-s.writers }()
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("begin: %w", ctx.Err())
+		}
+		t.Stop()
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)

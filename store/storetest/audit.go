@@ -69,7 +69,7 @@ func testAuditAppendAndSequence(t *testing.T, s recourse.Store) {
 	}
 	for i, r := range recs {
 		want, _ := events[i].MarshalCanonical()
-		if r.EventID != events[i].ID || r.Seq != nil || !bytes.Equal(r.Data, want) {
+		if r.EventID() != events[i].ID || r.Seq != nil || !bytes.Equal(r.Data, want) {
 			t.Errorf("record %d = %+v, want event %s stored as %s", i, r, events[i].ID, want)
 		}
 		if i > 0 && r.Row <= recs[i-1].Row {
@@ -89,14 +89,14 @@ func testAuditAppendAndSequence(t *testing.T, s recourse.Store) {
 		t.Errorf("reusing a position: err = %v, want ErrConflict", err)
 	}
 	got, err := s.AuditRecords(ctx, 1, 10)
-	if err != nil || len(got) != 2 || *got[0].Seq != 1 || *got[1].Seq != 2 || got[0].EventID != events[1].ID {
+	if err != nil || len(got) != 2 || *got[0].Seq != 1 || *got[1].Seq != 2 || got[0].EventID() != events[1].ID {
 		t.Fatalf("AuditRecords(1) = %+v, %v", got, err)
 	}
 	if n, _ := s.AuditBacklog(ctx); n != 2 {
 		t.Errorf("backlog after sequencing 3 of 5 = %d", n)
 	}
 	rec, err := s.AuditRecordByEventID(ctx, events[4].ID)
-	if err != nil || rec.Seq != nil || rec.EventID != events[4].ID {
+	if err != nil || rec.Seq != nil || rec.EventID() != events[4].ID {
 		t.Errorf("AuditRecordByEventID(unsequenced) = %+v, %v", rec, err)
 	}
 	rec, err = s.AuditRecordByEventID(ctx, events[2].ID)

@@ -46,6 +46,8 @@ func Run(t *testing.T, newStore func(t *testing.T) recourse.Store) {
 		{"AuditHashesAndCheckpoints", testAuditHashesAndCheckpoints},
 		{"AuditListFilters", testAuditListFilters},
 		{"AuditRollback", testAuditRollback},
+		{"Notify", testNotify},
+		{"APIKeys", testAPIKeys},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,172 @@
+package bench
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/recourse/recourse"
+	"github.com/recourse/recourse/store/postgres"
+	"github.com/recourse/recourse/store/sqlite"
+)
+
+// database is where the bench server keeps its data.
+type database struct {
+	// kind is "sqlite" or "postgres"; flag is the value of serve's
+	// --database.
+	kind, flag string
+	// sqlitePath or dsn (with the bench schema on its search_path).
+	sqlitePath, dsn string
+	// drop removes what the bench created (a PostgreSQL schema).
+	drop func(context.Context) error
+}
+
+// freshDatabase prepares an empty database: an SQLite file in dir, or a new
+// schema in the PostgreSQL database at pgURL.
+func freshDatabase(ctx context.Context, dir, pgURL string) (*database, error) {
+	if pgURL == "" {
+		path := filepath.Join(dir, "recourse.db")
+		return &database{kind: "sqlite", flag: "sqlite:" + path, sqlitePath: path, drop: func(context.Context) error { return nil }}, nil
+	}
+	schema := "bench_" + strings.TrimPrefix(recourse.NewID(""), "_")
+	admin, err := sql.Open("pgx", pgURL)
+	if err != nil {
+		return nil, errors.New("postgres: the database URL is not valid")
+	}
+	defer admin.Close()
+	if _, err := admin.ExecContext(ctx, fmt.Sprintf(`CREATE SCHEMA %q`, schema)); err != nil {
+		return nil, fmt.Errorf("postgres: create schema %s: %w", schema, err)
+	}
+	u, err := url.Parse(pgURL)
+	if err != nil {
+		return nil, errors.New("postgres: the database URL is not valid")
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	db := &database{kind: "postgres", flag: u.String(), dsn: u.String()}
+	db.drop = func(ctx context.Context) error {
+		admin, err := sql.Open("pgx", pgURL)
+		if err != nil {
+			return err
+		}
+		defer admin.Close()
+		_, err = admin.ExecContext(ctx, fmt.Sprintf(`DROP SCHEMA %q CASCADE`, schema))
+		return err
+	}
+	return db, nil
+}
+
+// existingDatabase describes a running server's database (--url with
+// --database).
+func existingDatabase(flag string) (*database, error) {
+	switch {
+	case strings.HasPrefix(flag, "sqlite:"):
+		p := strings.TrimPrefix(flag, "sqlite:")
+		return &database{kind: "sqlite", flag: flag, sqlitePath: p, drop: func(context.Context) error { return nil }}, nil
+	case strings.HasPrefix(flag, "postgres://"), strings.HasPrefix(flag, "postgresql://"):
+		return &database{kind: "postgres", flag: flag, dsn: flag, drop: func(context.Context) error { return nil }}, nil
+	}
+	return nil, errors.New("database: give sqlite:PATH or a postgres:// URL")
+}
+
+// openStore opens the store, migrating it, for seeding.
+func (d *database) openStore(ctx context.Context) (recourse.Store, error) {
+	if d.kind == "sqlite" {
+		return sqlite.Open(ctx, d.sqlitePath, sqlite.Options{Migrate: true})
+	}
+	return postgres.Open(ctx, d.dsn, postgres.Options{Migrate: true})
+}
+
+// openSQL opens a plain handle for the mailbox and the job counters.
+func (d *database) openSQL() (*sql.DB, error) {
+	if d.kind == "sqlite" {
+		return sqlite.OpenDB(d.sqlitePath)
+	}
+	db, err := sql.Open("pgx", d.dsn)
+	if err != nil {
+		return nil, errors.New("postgres: the database URL is not valid")
+	}
+	db.SetMaxOpenConns(8)
+	return db, nil
+}
+
+// mailbox reads the codes the server "mailed": with no SMTP relay, every
+// message is kept in the outbox table. This is how a person would read the
+// mail; the bench reads the table directly rather than through the server,
+// so the lookups cost the bench, not the server being measured.
+type mailbox struct {
+	db *sql.DB
+}
+
+var reCode = regexp.MustCompile(`(?i)code is (\d{6,8})\b`)
+
+// errNoMail means the code has not arrived (yet).
+var errNoMail = errors.New("no code in the mailbox")
+
+// code returns the recovery code mailed to accountID for requestID.
+func (m *mailbox) code(ctx context.Context, accountID, requestID string) (string, error) {
+	rows, err := m.db.QueryContext(ctx, `SELECT body FROM outbox WHERE account_id = $1 ORDER BY created_at DESC LIMIT 12`, accountID)
+	if err != nil {
+		return "", err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var body string
+		if err := rows.Scan(&body); err != nil {
+			return "", err
+		}
+		if !strings.Contains(body, requestID) {
+			continue
+		}
+		if mm := reCode.FindStringSubmatch(body); mm != nil {
+			return mm[1], nil
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return "", err
+	}
+	return "", errNoMail
+}
+
+// waitCode polls the mailbox until the code arrives, the context ends or
+// timeout passes. The server sends it from a background job, so the wait
+// is the job queue's pick-up delay plus the job's own work.
+func (m *mailbox) waitCode(ctx context.Context, accountID, requestID string, timeout time.Duration) (string, error) {
+	deadline := time.Now().Add(timeout)
+	pause := 2 * time.Millisecond
+	for {
+		c, err := m.code(ctx, accountID, requestID)
+		if !errors.Is(err, errNoMail) {
+			return c, err
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("no code after %s", timeout)
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return "", ctx.Err()
+		case <-t.C:
+		}
+		pause = min(pause*3/2, 25*time.Millisecond)
+	}
+}
+
+// jobCounts reads the River job table: jobs completed so far, and those
+// waiting or running now (scheduled ones, such as request expiries due in
+// days, are not counted).
+func jobCounts(ctx context.Context, db *sql.DB) (completed, waiting int64, err error) {
+	err = db.QueryRowContext(ctx, `SELECT
+		COALESCE(SUM(CASE WHEN state = 'completed' THEN 1 ELSE 0 END), 0),
+		COALESCE(SUM(CASE WHEN state IN ('available', 'running', 'retryable', 'pending') THEN 1 ELSE 0 END), 0)
+		FROM river_job`).Scan(&completed, &waiting)
+	return completed, waiting, err
+}

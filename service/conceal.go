@@ -1,0 +1,100 @@
+package service
+
+import (
+	"context"
+	"errors"
+
+	"github.com/recourse/recourse"
+)
+
+// Until a browser has proven something for its request (a code), every
+// step must answer exactly as it would for an identifier that names no
+// account: otherwise a stranger who typed a real username could learn that
+// it exists (a 409 "not ready" against a 404, a 429 "too many codes" against
+// a 400, a password-rules error before the token check). These wrappers
+// give every failure of an unrevealed request the one answer an unknown
+// request gets.
+
+// revealed reports whether the request has shown itself to its browser: it
+// holds evidence, or the help desk opened it (its holder claimed it with a
+// code).
+func (s *Service) revealed(ctx context.Context, id, secret string) bool {
+	r, err := s.loadForBrowser(ctx, s.store, id, secret)
+	if err != nil {
+		return false
+	}
+	if r.Initiator != "self" {
+		return true
+	}
+	ev, err := s.store.RecoveryEvidence(ctx, r.ID)
+	return err == nil && len(ev) > 0
+}
+
+// conceal maps a failure on an unrevealed request to the answer unknown
+// requests get. Internal errors pass through (they are logged and shown
+// generically anyway).
+func conceal(revealed bool, err error) error {
+	if err == nil || revealed || recourse.ErrorCode(err) == recourse.EINTERNAL {
+		return err
+	}
+	if errors.Is(err, errRateLimited) {
+		return err // per client address, the same for every identifier
+	}
+	return errWrongCode
+}
+
+// SubmitChallengeCode checks a code sent to one of the account's channels.
+// Each code allows five tries and every wrong code counts against the
+// account, atomically, whatever the resends.
+func (s *Service) SubmitChallengeCode(ctx context.Context, id, secret, code string, meta Meta) error {
+	rev := s.revealed(ctx, id, secret)
+	return conceal(rev, s.submitChallengeCode(ctx, id, secret, code, meta))
+}
+
+// SubmitTOTP proves possession of a still-bound authenticator app. A code
+// is accepted once only.
+func (s *Service) SubmitTOTP(ctx context.Context, id, secret, code string, meta Meta) error {
+	return conceal(s.revealed(ctx, id, secret), s.submitTOTP(ctx, id, secret, code, meta))
+}
+
+// SubmitSavedRecoveryCode uses up one of the account's saved recovery codes.
+func (s *Service) SubmitSavedRecoveryCode(ctx context.Context, id, secret, code string, meta Meta) error {
+	return conceal(s.revealed(ctx, id, secret), s.submitSavedRecoveryCode(ctx, id, secret, code, meta))
+}
+
+// ContinueRecovery mints the single-use completion token for a ready
+// request, bound to the request and to the browser that drives it. The
+// token goes into the completion form; only its HMAC is stored.
+func (s *Service) ContinueRecovery(ctx context.Context, id, secret string, meta Meta) (string, error) {
+	rev := s.revealed(ctx, id, secret)
+	tok, err := s.continueRecovery(ctx, id, secret, meta)
+	return tok, conceal(rev, err)
+}
+
+// CompleteRecovery consumes the completion token (exactly once, whatever
+// the races), applies the change, revokes every other session, token and
+// open request of the account, notifies every channel, and signs the person
+// in. After a device recovery the new session is restricted to enrolling a
+// new authenticator.
+func (s *Service) CompleteRecovery(ctx context.Context, id, secret, token string, in Completion, meta Meta) (*SignIn, error) {
+	rev := s.revealed(ctx, id, secret)
+	if !rev {
+		return nil, errWrongCode
+	}
+	si, err := s.completeRecovery(ctx, id, secret, token, in, meta)
+	return si, conceal(rev, err)
+}
+
+// BeginRecoveryWebAuthn starts a passkey or security-key assertion as
+// possession evidence for a request; see beginRecoveryWebAuthn.
+func (s *Service) BeginRecoveryWebAuthn(ctx context.Context, id, secret string) ([]byte, error) {
+	rev := s.revealed(ctx, id, secret)
+	out, err := s.beginRecoveryWebAuthn(ctx, id, secret)
+	return out, conceal(rev, err)
+}
+
+// FinishRecoveryWebAuthn verifies the assertion and records possession; see
+// finishRecoveryWebAuthn.
+func (s *Service) FinishRecoveryWebAuthn(ctx context.Context, id, secret string, body []byte, meta Meta) error {
+	return conceal(s.revealed(ctx, id, secret), s.finishRecoveryWebAuthn(ctx, id, secret, body, meta))
+}

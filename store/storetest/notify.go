@@ -1,0 +1,237 @@
+package storetest
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/recourse/recourse"
+)
+
+func testNotify(t *testing.T, s recourse.Store) {
+	t.Run("Notifications", func(t *testing.T) { testNotifications(t, s) })
+	t.Run("DeliveryAttemptsConcurrent", func(t *testing.T) { testDeliveryAttemptsConcurrent(t, s) })
+	t.Run("NotificationRollback", func(t *testing.T) { testNotificationRollback(t, s) })
+	t.Run("WebhookEndpoints", func(t *testing.T) { testWebhookEndpoints(t, s) })
+}
+
+func newNotification(id string, kind recourse.NotificationKind, account, to string, at time.Time) *recourse.Notification {
+	return &recourse.Notification{ID: id, Kind: kind, AccountID: account, To: to, Subject: "subject " + id,
+		Body: []byte("sealed " + id), State: recourse.NotificationQueued, CreatedAt: at}
+}
+
+func testNotifications(t *testing.T, s recourse.Store) {
+	ctx := t.Context()
+	for i, n := range []*recourse.Notification{
+		newNotification("ntf_1", recourse.NotifyEmail, "a", "a@example.com", T0),
+		newNotification("ntf_2", recourse.NotifySMS, "a", "+15550100", T0.Add(time.Second)),
+		newNotification("ntf_3", recourse.NotifyWebhook, "", "whk_1", T0.Add(2*time.Second)),
+		newNotification("ntf_4", recourse.NotifyEmail, "b", "b@example.com", T0.Add(3*time.Second)),
+	} {
+		if err := s.AddNotification(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+		if n.Seq == 0 {
+			t.Fatalf("notification %d: Seq not set", i)
+		}
+	}
+	if err := s.AddNotification(ctx, newNotification("ntf_1", recourse.NotifyEmail, "a", "x", T0)); !errors.Is(err, recourse.ErrConflict) {
+		t.Errorf("duplicate id: %v, want ErrConflict", err)
+	}
+	got, err := s.Notification(ctx, "ntf_2")
+	if err != nil || got.Kind != recourse.NotifySMS || got.To != "+15550100" || string(got.Body) != "sealed ntf_2" ||
+		got.State != recourse.NotificationQueued || !got.CreatedAt.Equal(T0.Add(time.Second)) || got.SentAt != nil {
+		t.Fatalf("Notification = %+v, %v", got, err)
+	}
+	if _, err := s.Notification(ctx, "nope"); !errors.Is(err, recourse.ErrNotFound) {
+		t.Errorf("missing notification: %v", err)
+	}
+
+	ids := func(ns []*recourse.Notification) []string {
+		var out []string
+		for _, n := range ns {
+			out = append(out, n.ID)
+			if n.Body != nil {
+				t.Errorf("list returned the body of %s", n.ID)
+			}
+		}
+		return out
+	}
+	all, _ := s.ListNotifications(ctx, recourse.NotificationFilter{})
+	tests := []struct {
+		name string
+		f    recourse.NotificationFilter
+		want []string
+	}{
+		{"all newest first", recourse.NotificationFilter{}, []string{"ntf_4", "ntf_3", "ntf_2", "ntf_1"}},
+		{"account", recourse.NotificationFilter{AccountID: "a"}, []string{"ntf_2", "ntf_1"}},
+		{"kind", recourse.NotificationFilter{Kind: recourse.NotifyEmail}, []string{"ntf_4", "ntf_1"}},
+		{"to", recourse.NotificationFilter{To: "whk_1"}, []string{"ntf_3"}},
+		{"limit", recourse.NotificationFilter{Limit: 1}, []string{"ntf_4"}},
+		{"before", recourse.NotificationFilter{Before: all[1].Seq}, []string{"ntf_2", "ntf_1"}},
+		{"state", recourse.NotificationFilter{State: recourse.NotificationSent}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := s.ListNotifications(ctx, tc.f)
+			if err != nil || !slices.Equal(ids(got), tc.want) {
+				t.Errorf("ListNotifications(%+v) = %v, %v; want %v", tc.f, ids(got), err, tc.want)
+			}
+		})
+	}
+
+	// Attempts: a retry keeps it queued, success ends it, and an ended
+	// notification takes no more attempts.
+	n, err := s.RecordDeliveryAttempt(ctx, "ntf_1", recourse.NotificationQueued, "451 try later", T0.Add(time.Minute))
+	if err != nil || n != 1 {
+		t.Fatalf("first attempt = %d, %v", n, err)
+	}
+	n, err = s.RecordDeliveryAttempt(ctx, "ntf_1", recourse.NotificationSent, "", T0.Add(2*time.Minute))
+	if err != nil || n != 2 {
+		t.Fatalf("second attempt = %d, %v", n, err)
+	}
+	if _, err := s.RecordDeliveryAttempt(ctx, "ntf_1", recourse.NotificationFailed, "late", T0.Add(3*time.Minute)); !errors.Is(err, recourse.ErrNotFound) {
+		t.Errorf("attempt after sent: %v, want ErrNotFound", err)
+	}
+	got, _ = s.Notification(ctx, "ntf_1")
+	if got.State != recourse.NotificationSent || got.Attempts != 2 || got.LastError != "" || got.SentAt == nil ||
+		!got.SentAt.Equal(T0.Add(2*time.Minute)) || !got.UpdatedAt.Equal(T0.Add(2*time.Minute)) {
+		t.Errorf("after delivery: %+v", got)
+	}
+	if _, err := s.RecordDeliveryAttempt(ctx, "ntf_4", recourse.NotificationFailed, "550 no such user", T0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = s.Notification(ctx, "ntf_4")
+	if got.State != recourse.NotificationFailed || got.LastError != "550 no such user" || got.SentAt != nil {
+		t.Errorf("after failure: %+v", got)
+	}
+	sent, _ := s.ListNotifications(ctx, recourse.NotificationFilter{State: recourse.NotificationSent})
+	if !slices.Equal(ids(sent), []string{"ntf_1"}) {
+		t.Errorf("sent = %v", ids(sent))
+	}
+}
+
+// testDeliveryAttemptsConcurrent races workers finishing the same
+// notification: exactly one may record the final outcome.
+func testDeliveryAttemptsConcurrent(t *testing.T, s recourse.Store) {
+	ctx := t.Context()
+	if err := s.AddNotification(ctx, newNotification("ntf_race", recourse.NotifyEmail, "", "r@example.com", T0)); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wins := 0
+	for range 8 {
+		wg.Go(func() {
+			_, err := s.RecordDeliveryAttempt(ctx, "ntf_race", recourse.NotificationSent, "", T0)
+			if err == nil {
+				mu.Lock()
+				wins++
+				mu.Unlock()
+			} else if !errors.Is(err, recourse.ErrNotFound) {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if wins != 1 {
+		t.Errorf("%d workers marked the notification sent, want 1", wins)
+	}
+}
+
+func testNotificationRollback(t *testing.T, s recourse.Store) {
+	ctx := t.Context()
+	boom := errors.New("boom")
+	err := s.InTx(ctx, func(tx recourse.Tx) error {
+		if err := tx.AddNotification(ctx, newNotification("ntf_rolled", recourse.NotifyEmail, "", "x@example.com", T0)); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatal(err)
+	}
+	if _, err := s.Notification(ctx, "ntf_rolled"); !errors.Is(err, recourse.ErrNotFound) {
+		t.Errorf("a rolled-back notification exists: %v", err)
+	}
+}
+
+func testWebhookEndpoints(t *testing.T, s recourse.Store) {
+	ctx := t.Context()
+	for i, id := range []string{"whk_b", "whk_a"} {
+		e := &recourse.WebhookEndpoint{ID: id, URL: fmt.Sprintf("https://hooks.example.com/%d", i), Events: []string{"security.*"},
+			Secret: []byte("sealed-" + id), Source: recourse.WebhookFromAPI, CreatedAt: T0}
+		if err := s.CreateWebhookEndpoint(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dup := &recourse.WebhookEndpoint{ID: "whk_a", URL: "https://x.example.com", Secret: []byte("s"), Source: recourse.WebhookFromConfig, CreatedAt: T0}
+	if err := s.CreateWebhookEndpoint(ctx, dup); !errors.Is(err, recourse.ErrConflict) {
+		t.Errorf("duplicate endpoint: %v", err)
+	}
+	list, err := s.WebhookEndpoints(ctx)
+	if err != nil || len(list) != 2 || list[0].ID != "whk_a" || list[1].ID != "whk_b" {
+		t.Fatalf("WebhookEndpoints = %v, %v", list, err)
+	}
+	e, err := s.WebhookEndpoint(ctx, "whk_a")
+	if err != nil || e.URL != "https://hooks.example.com/1" || !slices.Equal(e.Events, []string{"security.*"}) ||
+		string(e.Secret) != "sealed-whk_a" || e.PreviousSecret != nil || e.PreviousUntil != nil || e.DisabledAt != nil ||
+		e.Source != recourse.WebhookFromAPI || !e.CreatedAt.Equal(T0) {
+		t.Fatalf("WebhookEndpoint = %+v, %v", e, err)
+	}
+
+	// Rotation keeps the previous secret until a time.
+	until := T0.Add(24 * time.Hour)
+	e.PreviousSecret, e.PreviousUntil, e.Secret = e.Secret, &until, []byte("sealed-new")
+	e.Events, e.UpdatedAt = []string{"*"}, T0.Add(time.Hour)
+	if err := s.UpdateWebhookEndpoint(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := s.WebhookEndpoint(ctx, "whk_a")
+	if string(got.Secret) != "sealed-new" || string(got.PreviousSecret) != "sealed-whk_a" || got.PreviousUntil == nil ||
+		!got.PreviousUntil.Equal(until) || !slices.Equal(got.Events, []string{"*"}) || !got.UpdatedAt.Equal(T0.Add(time.Hour)) {
+		t.Errorf("after rotation: %+v", got)
+	}
+
+	// Consecutive failures count atomically and reset on success.
+	var wg sync.WaitGroup
+	for range 5 {
+		wg.Go(func() {
+			if _, err := s.RecordWebhookOutcome(ctx, "whk_a", false, T0); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if n, err := s.RecordWebhookOutcome(ctx, "whk_a", false, T0); err != nil || n != 6 {
+		t.Errorf("failures = %d, %v, want 6", n, err)
+	}
+	if n, err := s.RecordWebhookOutcome(ctx, "whk_a", true, T0); err != nil || n != 0 {
+		t.Errorf("after success = %d, %v", n, err)
+	}
+	if _, err := s.RecordWebhookOutcome(ctx, "nope", true, T0); !errors.Is(err, recourse.ErrNotFound) {
+		t.Errorf("outcome of a missing endpoint: %v", err)
+	}
+
+	// Disabling (410 Gone) and deleting.
+	off := T0.Add(2 * time.Hour)
+	got.DisabledAt, got.DisabledReason, got.UpdatedAt = &off, "410 Gone", off
+	if err := s.UpdateWebhookEndpoint(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.WebhookEndpoint(ctx, "whk_a"); got.DisabledAt == nil || !got.DisabledAt.Equal(off) || got.DisabledReason != "410 Gone" {
+		t.Errorf("after disabling: %+v", got)
+	}
+	if err := s.DeleteWebhookEndpoint(ctx, "whk_a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteWebhookEndpoint(ctx, "whk_a"); !errors.Is(err, recourse.ErrNotFound) {
+		t.Errorf("second delete: %v", err)
+	}
+	if err := s.UpdateWebhookEndpoint(ctx, got); !errors.Is(err, recourse.ErrNotFound) {
+		t.Errorf("update of a deleted endpoint: %v", err)
+	}
+}
