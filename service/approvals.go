@@ -109,6 +109,14 @@ func (s *Service) ApprovalDetail(ctx context.Context, p *Principal, id string) (
 // subject and the initiator can never vote; one person votes once, whatever
 // roles they hold; a denial by someone the policy asks denies the request.
 func (s *Service) Vote(ctx context.Context, p *Principal, id, vote, comment string, meta Meta) error {
+	return s.VoteOnChange(ctx, p, id, vote, comment, "", meta)
+}
+
+// VoteOnChange is Vote bound to the change the approver saw: when
+// expectedDigest is set and the request's change digest differs (it was
+// edited since), the vote is refused with ECONFLICT, checked in the same
+// transaction that records it.
+func (s *Service) VoteOnChange(ctx context.Context, p *Principal, id, vote, comment, expectedDigest string, meta Meta) error {
 	if vote != "approve" && vote != "deny" {
 		return recourse.FieldError("vote", "must be approve or deny")
 	}
@@ -137,6 +145,9 @@ func (s *Service) Vote(ctx context.Context, p *Principal, id, vote, comment stri
 		item, err := s.approvalItem(ctx, tx, p, r)
 		if err != nil {
 			return err
+		}
+		if expectedDigest != "" && expectedDigest != r.ChangeDigest {
+			return recourse.Errorf(recourse.ECONFLICT, "The request changed since you looked at it. Review it again.")
 		}
 		if r.State != recourse.RecoveryAwaitingApproval && r.State != recourse.RecoveryCollecting {
 			return recourse.Errorf(recourse.ECONFLICT, "This request no longer needs a vote.")

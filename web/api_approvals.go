@@ -32,6 +32,16 @@ func approvalJSON(it *service.ApprovalItem) apiv1.Approval {
 // about. Voting with If-Match set to it refuses a change edited since.
 func changeETag(digest string) string { return `"` + digest + `"` }
 
+// digestFromETag reads a change digest back from an If-Match value (a
+// strong ETag of 64 hex digits).
+func digestFromETag(etag string) (string, bool) {
+	d := strings.TrimSuffix(strings.TrimPrefix(etag, `"`), `"`)
+	if len(d) != 64 || len(etag) != 66 || strings.Trim(d, "0123456789abcdef") != "" {
+		return "", false
+	}
+	return d, true
+}
+
 func approvalReply(it *service.ApprovalItem) (*apiReply, error) {
 	return &apiReply{Status: 200, Body: approvalJSON(it), ETag: changeETag(it.Request.ChangeDigest)}, nil
 }
@@ -73,16 +83,16 @@ func (s *Server) apiVote(c *apiCall) (*apiReply, error) {
 		return nil, err
 	}
 	id := c.r.PathValue("id")
+	expected := ""
 	if m := strings.TrimSpace(c.r.Header.Get("If-Match")); m != "" && m != "*" {
-		it, err := s.svc.ApprovalDetail(c.ctx, c.p.Principal, id)
-		if err != nil {
-			return nil, err
-		}
-		if m != changeETag(it.Request.ChangeDigest) {
+		d, ok := digestFromETag(m)
+		if !ok {
 			return nil, recourse.Errorf(recourse.ECONFLICT, "The request's change was edited since you read it. Read it again before voting.")
 		}
+		expected = d
 	}
-	if err := s.svc.Vote(c.ctx, c.p.Principal, id, in.Vote, in.Comment, c.p.Meta(c.meta)); err != nil {
+	// The service checks the digest in the transaction that counts the vote.
+	if err := s.svc.VoteOnChange(c.ctx, c.p.Principal, id, in.Vote, in.Comment, expected, c.p.Meta(c.meta)); err != nil {
 		return nil, err
 	}
 	it, err := s.svc.ApprovalDetail(c.ctx, c.p.Principal, id)

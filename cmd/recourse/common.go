@@ -187,5 +187,12 @@ func newService(ctx context.Context, c *Config, st recourse.Store, log *slog.Log
 	if len(sched) > 0 {
 		o.Scheduler = sched[0]
 	}
-	return service.New(o)
+	svc, err := service.New(o)
+	if err != nil {
+		return nil, err
+	}
+	if err := svc.SetAPIConfig(c.API.Service()); err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	return svc, nil
 }

@@ -17,6 +17,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/recourse/recourse/service"
+
 	"github.com/recourse/recourse/notify"
 )
 
@@ -60,6 +62,8 @@ type Config struct {
 	Auth   Auth   `yaml:"auth"`
 	// Notify is mail (SMTP) and webhooks; docs/notifications.md.
 	Notify notify.Config `yaml:"notify"`
+	// API bounds API keys and calls; docs/api.md.
+	API API `yaml:"api"`
 }
 
 // Auth holds the sign-in and session settings.
@@ -82,6 +86,24 @@ type Auth struct {
 	// WebAuthnRPID overrides the relying party id (default: the public
 	// URL's host).
 	WebAuthnRPID string `yaml:"webauthn_rp_id"`
+}
+
+// API holds the JSON API's limits; zero values take the defaults (90-day
+// keys, a day's rotation overlap, 600 calls a minute per key).
+type API struct {
+	MaxKeyLifetime     Duration `yaml:"max_key_lifetime"`
+	RotationOverlap    Duration `yaml:"rotation_overlap"`
+	MaxRotationOverlap Duration `yaml:"max_rotation_overlap"`
+	RatePerMinute      int      `yaml:"rate_per_minute"`
+	Burst              int      `yaml:"burst"`
+	IdempotencyWindow  Duration `yaml:"idempotency_window"`
+}
+
+// Service returns the service's form of the API limits.
+func (a API) Service() service.APIConfig {
+	return service.APIConfig{MaxKeyLifetime: time.Duration(a.MaxKeyLifetime), RotationOverlap: time.Duration(a.RotationOverlap),
+		MaxRotationOverlap: time.Duration(a.MaxRotationOverlap), RatePerMinute: a.RatePerMinute, Burst: a.Burst,
+		IdempotencyWindow: time.Duration(a.IdempotencyWindow)}
 }
 
 // Duration is a time.Duration written as a Go duration string in YAML.
@@ -316,7 +338,12 @@ func (c *Config) Validate() error {
 	if a.AAL3Idle <= 0 || a.AAL3Idle > a.AAL3Absolute {
 		return errors.New("auth.aal3_idle: must be positive and at most auth.aal3_absolute")
 	}
-	return c.Notify.Validate()
+	if err := c.Notify.Validate(); err != nil {
+		return err
+	}
+	// The API limits are checked, with their defaults, when the service
+	// takes them (newService), with errors naming the field.
+	return nil
 }
 
 // publicURL returns the configured or derived public URL.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -94,4 +95,33 @@ func FuzzParseConfigYAML(f *testing.F) {
 		_, _ = c.publicURL()
 		_, _ = c.DatabaseTarget()
 	})
+}
+
+func TestAPIConfigReachesTheService(t *testing.T) {
+	dir := t.TempDir()
+	c := DefaultConfig()
+	c.DataDir = dir
+	if err := c.ParseConfigYAML([]byte("api:\n  max_key_lifetime: 720h\n  rate_per_minute: 60\n")); err != nil {
+		t.Fatal(err)
+	}
+	st, err := openStore(t.Context(), &c, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	svc, err := newService(t.Context(), &c, st, slog.New(slog.DiscardHandler), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := svc.APIConfig(); got.MaxKeyLifetime != 720*time.Hour || got.RatePerMinute != 60 || got.Burst == 0 {
+		t.Fatalf("APIConfig = %+v", got)
+	}
+	bad := DefaultConfig()
+	bad.DataDir = t.TempDir()
+	_ = bad.ParseConfigYAML([]byte("api:\n  max_key_lifetime: 9000h\n"))
+	st2, _ := openStore(t.Context(), &bad, true)
+	defer st2.Close()
+	if _, err := newService(t.Context(), &bad, st2, slog.New(slog.DiscardHandler), false); err == nil || !strings.Contains(err.Error(), "api") {
+		t.Errorf("a year-long key lifetime: %v", err)
+	}
 }
