@@ -206,7 +206,9 @@ func TestCrashLeavesNoHalfAppliedChange(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for range 6 {
-		run("work", time.Duration(300+rng.IntN(700))*time.Millisecond)
+		// Long enough for flows to complete between kills even under the
+		// race detector; where in a flow each kill lands is still random.
+		run("work", time.Duration(1500+rng.IntN(1500))*time.Millisecond)
 	}
 	run("drain", 0)
 

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"slices"
 
 	"github.com/recourse/recourse"
 )
@@ -90,7 +91,7 @@ func (s *Service) AccountChannels(ctx context.Context, p *APIPrincipal, id strin
 		return nil, err
 	}
 	out := make([]recourse.Channel, 0, len(a.Emails)+len(a.Phones))
-	for _, c := range append(a.Emails, a.Phones...) {
+	for _, c := range slices.Concat(a.Emails, a.Phones) {
 		c.Address = MaskAddress(c.Kind, c.Address)
 		out = append(out, c)
 	}

@@ -75,7 +75,6 @@ type apiRoute struct {
 
 // apiCall is one request as a handler sees it.
 type apiCall struct {
-	s    *Server
 	r    *http.Request
 	ctx  context.Context
 	p    *service.APIPrincipal // nil on public routes
@@ -166,14 +165,9 @@ func (s *Server) apiHandler(rt apiRoute) http.Handler {
 		ctx, cancel := context.WithTimeout(r.Context(), apiTimeout)
 		defer cancel()
 		r = r.WithContext(ctx)
-		c := &apiCall{s: s, r: r, ctx: ctx, meta: s.meta(r)}
+		c := &apiCall{r: r, ctx: ctx, meta: s.meta(r)}
 		c.meta.Channel = recourse.ViaAPI
-		fail := func(err error) {
-			if recourse.ErrorCode(err) == recourse.EUNAUTHORIZED {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="recourse"`)
-			}
-			s.writeJSONError(w, r, err)
-		}
+		fail := func(err error) { s.writeAPIReply(w, r, nil, err) }
 		body, err := readAPIBody(w, r, maxBody, rt.ndjson)
 		if err != nil {
 			fail(err)

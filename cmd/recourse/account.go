@@ -12,7 +12,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/recourse/recourse"
+	"github.com/recourse/recourse/jobs"
 	"github.com/recourse/recourse/service"
 )
 
@@ -231,9 +234,26 @@ func cmdAccount(ctx context.Context, args []string, getenv func(string) string, 
 		return err
 	}
 	defer st.Close()
-	svc, err := newService(ctx, c, st, newLogger(&Config{LogLevel: "warn", LogFormat: c.LogFormat}, stderr), false)
+	log := newLogger(&Config{LogLevel: "warn", LogFormat: c.LogFormat}, stderr)
+	svc, err := newService(ctx, c, st, log, false)
 	if err != nil {
 		return err
+	}
+	if c.Notify.SMTP.Host != "" {
+		// With a relay configured, notices the CLI causes (an unlock, a
+		// password set) are queued like the server's: the running server's
+		// workers deliver them.
+		db, dialect, err := sqlDB(st)
+		if err != nil {
+			return err
+		}
+		queue, err := jobs.New(db, dialect, log, jobs.Options{})
+		if err != nil {
+			return err
+		}
+		if err := enableNotifications(ctx, c, svc, queue, prometheus.NewRegistry(), log); err != nil {
+			return err
+		}
 	}
 	return describe(run(svc))
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/recourse/recourse"
@@ -826,9 +827,26 @@ func (s queries) DeleteExpiredSessions(ctx context.Context, before time.Time) (i
 
 // ---- outbox ----
 
+var outboxSeq atomic.Int64
+
+// outboxID orders messages by insertion within a process even when the
+// (injected) clock gives several the same time: a wall-clock nanosecond
+// stamp made strictly increasing, then randomness.
+func outboxID() string {
+	for {
+		last, now := outboxSeq.Load(), time.Now().UnixNano()
+		if now <= last {
+			now = last + 1
+		}
+		if outboxSeq.CompareAndSwap(last, now) {
+			return fmt.Sprintf("msg_%020d", now) + recourse.NewID("_")
+		}
+	}
+}
+
 func (s queries) AddOutboxMessage(ctx context.Context, m *recourse.OutboxMessage) error {
 	if m.ID == "" {
-		m.ID = recourse.NewID("msg_")
+		m.ID = outboxID()
 	}
 	_, err := s.q.ExecContext(ctx, `INSERT INTO outbox (id, account_id, to_address, subject, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)`,
 		m.ID, m.AccountID, m.To, m.Subject, m.Body, utc(m.CreatedAt))

@@ -624,6 +624,16 @@ func testOutbox(t *testing.T, s recourse.Store) {
 	if err != nil || len(ms) != 2 || ms[0].Subject != "s2" || ms[1].Subject != "s1" {
 		t.Errorf("OutboxMessages = %v, %v", ms, err)
 	}
+	// Messages stamped with the same time come back newest-inserted first.
+	for i := range 3 {
+		if err := s.AddOutboxMessage(ctx, &recourse.OutboxMessage{To: "b@example.com", Subject: fmt.Sprintf("tie%d", i), Body: "b", CreatedAt: T0.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ms, _ = s.OutboxMessages(ctx, 3)
+	if len(ms) != 3 || ms[0].Subject != "tie2" || ms[1].Subject != "tie1" || ms[2].Subject != "tie0" {
+		t.Errorf("same-time messages out of order: %v %v %v", ms[0].Subject, ms[1].Subject, ms[2].Subject)
+	}
 }
 
 func testTxRollback(t *testing.T, s recourse.Store) {
