@@ -121,6 +121,7 @@ func (s *Server) routes() http.Handler {
 	s.auditRoutes(mux)
 	s.workflowRoutes(mux)
 	s.extraRoutes(mux)
+	s.adminRoutes(mux)
 	s.apiRoutes(mux)
 
 	if s.cfg.DevMode || s.cfg.Demo {
