@@ -5,8 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net/url"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -23,6 +21,7 @@ import (
 	"github.com/recourse/recourse/service"
 	"github.com/recourse/recourse/store/postgres"
 	"github.com/recourse/recourse/store/sqlite"
+	"github.com/recourse/recourse/store/storetest"
 )
 
 type clock struct {
@@ -57,37 +56,7 @@ func backends(t *testing.T, fn func(t *testing.T, w *world)) {
 	t.Run("postgres", func(t *testing.T) { fn(t, newWorld(t, "postgres")) })
 }
 
-func pgDSN(t *testing.T) string {
-	t.Helper()
-	dsn := os.Getenv("RECOURSE_TEST_POSTGRES_DSN")
-	if dsn == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("CI=true but RECOURSE_TEST_POSTGRES_DSN is not set")
-		}
-		t.Skip("set RECOURSE_TEST_POSTGRES_DSN to run the PostgreSQL workflow tests")
-	}
-	schema := "t_" + recourse.NewID("")
-	db, err := sql.Open("pgx", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.ExecContext(t.Context(), fmt.Sprintf(`CREATE SCHEMA %q`, schema)); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		db, err := sql.Open("pgx", dsn)
-		if err == nil {
-			_, _ = db.ExecContext(context.Background(), fmt.Sprintf(`DROP SCHEMA %q CASCADE`, schema))
-			db.Close()
-		}
-	})
-	u, _ := url.Parse(dsn)
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
+func pgDSN(t *testing.T) string { return storetest.PostgresDSN(t) }
 
 func newWorld(t *testing.T, backend string) *world {
 	t.Helper()

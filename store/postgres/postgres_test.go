@@ -1,11 +1,6 @@
 package postgres_test
 
 import (
-	"context"
-	"database/sql"
-	"fmt"
-	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,44 +16,8 @@ import (
 	"github.com/recourse/recourse/store/storetest"
 )
 
-// isolatedDSN creates a fresh schema for the test and returns a DSN whose
-// search_path points at it. It skips without RECOURSE_TEST_POSTGRES_DSN,
-// except under CI=true, where a missing database is a failure.
-func isolatedDSN(t *testing.T) string {
-	t.Helper()
-	dsn := os.Getenv("RECOURSE_TEST_POSTGRES_DSN")
-	if dsn == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("CI=true but RECOURSE_TEST_POSTGRES_DSN is not set: the PostgreSQL conformance suite must run in CI")
-		}
-		t.Skip("set RECOURSE_TEST_POSTGRES_DSN to run the PostgreSQL tests")
-	}
-	schema := "t_" + recourse.NewID("")
-	admin, err := sql.Open("pgx", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	if _, err := admin.ExecContext(t.Context(), fmt.Sprintf(`CREATE SCHEMA %q`, schema)); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		db, err := sql.Open("pgx", dsn)
-		if err != nil {
-			return
-		}
-		defer db.Close()
-		_, _ = db.ExecContext(context.Background(), fmt.Sprintf(`DROP SCHEMA %q CASCADE`, schema))
-	})
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
+// isolatedDSN is a fresh schema for the test (storetest.PostgresDSN).
+func isolatedDSN(t *testing.T) string { return storetest.PostgresDSN(t) }
 
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) recourse.Store {
