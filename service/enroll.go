@@ -7,6 +7,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/go-webauthn/webauthn/protocol"
@@ -287,7 +288,9 @@ func (s *Service) takeCeremony(ctx context.Context, ses *recourse.Session, kind 
 	if err != nil || c.Kind != kind {
 		return nil, recourse.Errorf(recourse.EINVALID, "The passkey request expired. Try again.")
 	}
-	if !c.Data.Expires.IsZero() && s.now().After(c.Data.Expires) {
+	// The WebAuthn library stamps Expires with the wall clock and checks it
+	// the same way; compare on the same clock.
+	if !c.Data.Expires.IsZero() && time.Now().After(c.Data.Expires) {
 		return nil, recourse.Errorf(recourse.EINVALID, "The passkey request expired. Try again.")
 	}
 	return &c, nil

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	cdpwebauthn "github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
 
 	"github.com/recourse/recourse"
@@ -215,6 +216,40 @@ func TestBrowserLostDeviceRecovery(t *testing.T) {
 		t.Fatalf("after enrolling: notice %q, still restricted %v", notice, present(t, ctx, "finish-recovery"))
 	}
 	shot(t, ctx, dir, "8-new-authenticator")
+
+	// And a new passkey, on Chromium's virtual authenticator.
+	if _, err := chromedp.Call(ctx, cdpwebauthn.Enable, cdpwebauthn.EnableParams{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = chromedp.Call(ctx, cdpwebauthn.AddVirtualAuthenticator, cdpwebauthn.AddVirtualAuthenticatorParams{
+		Options: &cdpwebauthn.VirtualAuthenticatorOptions{
+			Protocol: cdpwebauthn.AuthenticatorProtocolCtap2, Transport: cdpwebauthn.AuthenticatorTransportUsb,
+			HasResidentKey: true, HasUserVerification: true, IsUserVerified: true, AutomaticPresenceSimulation: true,
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.ID("passkey-name"), "New key"),
+		chromedp.WaitVisible(chromedp.CSS("[data-webauthn-register]")),
+		chromedp.Click(chromedp.CSS("[data-webauthn-register]")),
+	)
+	if err != nil {
+		t.Fatalf("add a passkey after the recovery: %v", err)
+	}
+	// The page reloads when the key is registered; wait for its notice.
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(location(t, ctx), "notice=passkey-added") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the passkey was not added; page says %q", text(t, ctx, "main"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if list := text(t, ctx, "#authenticators"); !strings.Contains(list, "New key") {
+		t.Fatalf("the new passkey is not listed:\n%s", list)
+	}
+	shot(t, ctx, dir, "9-new-passkey")
 }
 
 // TestBrowserHelpdeskOpensRequest has an agent find the caller, verify them

@@ -66,7 +66,14 @@ func newWorld(t *testing.T, localhost bool) *world {
 	cfg.PasswordParams = credential.PasswordParams{Time: 1, MemoryKiB: 64, Threads: 1, KeyLen: 32, SaltLen: 16}
 	cfg.PublicURL = base
 	cfg.SignInRatePerMinute, cfg.SignInBurst = 6000, 1000
-	svc, err := service.New(service.Options{Store: st, Clock: c, Config: cfg, Keys: service.Keys{Master: []byte(strings.Repeat("w", 32))}, Scheduler: q})
+	opts := service.Options{Store: st, Clock: c, Config: cfg, Keys: service.Keys{Master: []byte(strings.Repeat("w", 32))}, Scheduler: q}
+	if localhost {
+		// Passkeys need a domain name: localhost, as in the browser.
+		if opts.WebAuthn, err = credential.NewWebAuthn("localhost", "Recourse", []string{base}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	svc, err := service.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
