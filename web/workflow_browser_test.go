@@ -12,6 +12,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/recourse/recourse"
+	"github.com/recourse/recourse/service"
 )
 
 // artifactDir is where the browser tests keep their screenshots:
@@ -357,4 +358,74 @@ func TestBrowserThisWasntMe(t *testing.T) {
 	if a, _ := w.store.Account(t.Context(), "d.chen"); a.FrozenAt == nil {
 		t.Fatal("the account is not frozen")
 	}
+}
+
+// TestBrowserPasswordChangeAndDenial changes a password from the portal,
+// then has a manager deny a device recovery in a second browser context;
+// the requester's page shows the denial.
+func TestBrowserPasswordChangeAndDenial(t *testing.T) {
+	ctx := newBrowser(t)
+	w := newWorld(t, true)
+	dir := artifactDir(t)
+
+	// Routine: change the password from the security page.
+	browserSignIn(t, ctx, w, "a.silva")
+	err := chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.ID("current_password"), service.DemoPassword),
+		chromedp.SendKeys(chromedp.ID("new_password"), "saffron-kettle-meadow-9"),
+		chromedp.SendKeys(chromedp.ID("confirm_password"), "saffron-kettle-meadow-9"),
+		chromedp.Submit(chromedp.ID("confirm_password")),
+		chromedp.WaitVisible(chromedp.CSS(".notice-success")),
+	)
+	if err != nil {
+		t.Fatalf("change password: %v", err)
+	}
+	shot(t, ctx, dir, "1-password-changed")
+	if _, err := w.svc.SignIn(t.Context(), "a.silva", "saffron-kettle-meadow-9", service.Meta{IP: "192.0.2.1"}); err != nil {
+		t.Fatalf("the new password does not work: %v", err)
+	}
+
+	// Recovery denied by the manager.
+	user := secondBrowser(t, ctx)
+	err = chromedp.Do(user,
+		chromedp.Navigate(w.base+"/recover"),
+		chromedp.WaitVisible(chromedp.ID("lost-device")),
+		chromedp.SendKeys(chromedp.ID("identifier"), "d.chen"),
+		chromedp.Click(chromedp.ID("lost-device")),
+		chromedp.Submit(chromedp.ID("identifier")),
+		chromedp.WaitVisible(chromedp.ID("code")),
+	)
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	w.waitJob("recovery_start")
+	id := strings.TrimPrefix(location(t, user), w.base+"/recover/")
+	err = chromedp.Do(user,
+		chromedp.SendKeys(chromedp.ID("code"), w.code("d.chen@example.com")),
+		chromedp.Submit(chromedp.ID("code")),
+		chromedp.WaitVisible(chromedp.ID("h-next")),
+	)
+	if err != nil {
+		t.Fatalf("email code: %v", err)
+	}
+	mgr := secondBrowser(t, ctx)
+	browserSignIn(t, mgr, w, "m.okafor")
+	err = chromedp.Do(mgr,
+		chromedp.Navigate(w.base+"/approvals/"+id),
+		chromedp.WaitVisible(chromedp.ID("deny")),
+		chromedp.SendKeys(chromedp.ID("comment"), "Daniel is on leave; this is not him"),
+		chromedp.Click(chromedp.ID("deny")),
+		chromedp.WaitVisible(chromedp.CSS(".notice-success")),
+	)
+	if err != nil {
+		t.Fatalf("deny: %v", err)
+	}
+	shot(t, mgr, dir, "2-denied-by-manager")
+	if err := chromedp.Do(user, chromedp.Navigate(w.base+"/recover/"+id), chromedp.WaitVisible(chromedp.CSS("main h1"))); err != nil {
+		t.Fatal(err)
+	}
+	if body := text(t, user, "main"); !strings.Contains(strings.ToLower(body), "denied") {
+		t.Fatalf("the requester's page does not show the denial:\n%s", body)
+	}
+	shot(t, user, dir, "3-requester-sees-denial")
 }
