@@ -143,6 +143,11 @@ type Tx interface {
 	// position order, then insertion order. It hides nothing: a duplicated
 	// position appears twice.
 	AuditRecords(ctx context.Context, from int64, limit int) ([]AuditRecord, error)
+	// ScanAuditRecords calls fn for each sequenced event with
+	// from <= Seq < to, in the order of AuditRecords, streaming: data is
+	// valid only during the call. An error from fn stops the scan and is
+	// returned.
+	ScanAuditRecords(ctx context.Context, from, to int64, fn func(seq int64, data []byte) error) error
 	// AuditRecordByEventID returns one stored event, sequenced or not.
 	AuditRecordByEventID(ctx context.Context, eventID string) (AuditRecord, error)
 	// ListAuditEvents returns sequenced events matching f, decoded.

@@ -124,49 +124,64 @@ func BenchmarkSequence(b *testing.B) {
 	}
 }
 
-// BenchmarkSustained: writers appending one event per transaction while a
-// sequencer runs, as in `serve`; the clock stops when the last event is in
-// a signed checkpoint.
+// BenchmarkSustained: 16 writers appending while a sequencer runs, as in
+// `serve`; the clock stops when the last event is in a signed checkpoint.
+// perTx=1 is one event per business transaction; perTx=10 is writers that
+// record several events a transaction (a recovery completion, an import).
 func BenchmarkSustained(b *testing.B) {
 	for _, be := range backends(b) {
-		b.Run(be.name, func(b *testing.B) {
-			st := be.open(b).st
-			ctx := context.Background()
-			seq := newTestSequencer(b, st, DefaultBatch)
-			const writers = 16
-			var next atomic.Int64
-			var wg sync.WaitGroup
-			b.ResetTimer()
-			for range writers {
-				wg.Go(func() {
-					for {
-						i := next.Add(1)
-						if i > int64(b.N) {
-							return
+		for _, perTx := range []int{1, 10} {
+			b.Run(fmt.Sprintf("%s/perTx=%d", be.name, perTx), func(b *testing.B) {
+				sustained(b, be.open(b).st, perTx)
+			})
+		}
+	}
+}
+
+// sustained runs the writers and the sequencer for b.N events.
+func sustained(b *testing.B, st recourse.Store, perTx int) {
+	ctx := context.Background()
+	seq := newTestSequencer(b, st, DefaultBatch)
+	const writers = 16
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	for range writers {
+		wg.Go(func() {
+			for {
+				first := next.Add(int64(perTx)) - int64(perTx)
+				if first >= int64(b.N) {
+					return
+				}
+				last := min(first+int64(perTx), int64(b.N))
+				err := st.InTx(ctx, func(tx recourse.Tx) error {
+					for i := first; i < last; i++ {
+						if err := tx.AddAuditEvent(ctx, benchEvent(int(i))); err != nil {
+							return err
 						}
-						e := benchEvent(int(i))
-						if err := st.InTx(ctx, func(tx recourse.Tx) error { return tx.AddAuditEvent(ctx, e) }); err != nil {
-							b.Error(err)
-							return
-						}
-						seq.Nudge()
 					}
+					return nil
 				})
-			}
-			done := make(chan struct{})
-			go func() { wg.Wait(); close(done) }()
-			for seq.TreeSize() < int64(b.N) {
-				if _, err := seq.Drain(ctx); err != nil {
-					b.Fatal(err)
+				if err != nil {
+					b.Error(err)
+					return
 				}
-				select {
-				case <-done:
-				case <-seq.nudge:
-				}
+				seq.Nudge()
 			}
-			perSecond(b, int64(b.N))
 		})
 	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	for seq.TreeSize() < int64(b.N) {
+		if _, err := seq.Drain(ctx); err != nil {
+			b.Fatal(err)
+		}
+		select {
+		case <-done:
+		case <-seq.nudge:
+		}
+	}
+	perSecond(b, int64(b.N))
 }
 
 // verifyLogSize is the log BenchmarkVerify checks.

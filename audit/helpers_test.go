@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
@@ -78,49 +77,10 @@ func openSQLite(tb testing.TB) testDB {
 
 func openPostgres(tb testing.TB) testDB {
 	tb.Helper()
-	dsn := isolatedDSN(tb)
+	dsn := storetest.PostgresDSN(tb)
 	reopen := func(tb testing.TB) (recourse.Store, *sql.DB) { return openTarget(tb, "postgres", dsn) }
 	st, db := reopen(tb)
 	return testDB{st: st, db: db, reopen: reopen, target: dsn}
-}
-
-// isolatedDSN creates a fresh schema and returns a DSN whose search_path
-// points at it. It skips without RECOURSE_TEST_POSTGRES_DSN, except under
-// CI=true, where a missing database is a failure.
-func isolatedDSN(tb testing.TB) string {
-	tb.Helper()
-	dsn := os.Getenv("RECOURSE_TEST_POSTGRES_DSN")
-	if dsn == "" {
-		if os.Getenv("CI") == "true" {
-			tb.Fatal("CI=true but RECOURSE_TEST_POSTGRES_DSN is not set")
-		}
-		tb.Skip("set RECOURSE_TEST_POSTGRES_DSN to run the PostgreSQL tests")
-	}
-	schema := "t_" + recourse.NewID("")
-	admin, err := sql.Open("pgx", dsn)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer admin.Close()
-	if _, err := admin.ExecContext(context.Background(), fmt.Sprintf(`CREATE SCHEMA %q`, schema)); err != nil {
-		tb.Fatalf("create schema: %v", err)
-	}
-	tb.Cleanup(func() {
-		db, err := sql.Open("pgx", dsn)
-		if err != nil {
-			return
-		}
-		defer db.Close()
-		_, _ = db.ExecContext(context.Background(), fmt.Sprintf(`DROP SCHEMA %q CASCADE`, schema))
-	})
-	u, err := url.Parse(dsn)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
 }
 
 const testOrigin = "recourse.test/audit"

@@ -91,7 +91,8 @@ func (s *Sequencer) Backlog() int64 { return s.backlog.Load() }
 // Sequenced returns how many events this sequencer has sequenced.
 func (s *Sequencer) Sequenced() int64 { return s.sequenced.Load() }
 
-// TreeSize returns the log size after the last round this sequencer saw.
+// TreeSize returns the size of the signed log as of this sequencer's last
+// round or Drain, whichever replica sequenced it.
 func (s *Sequencer) TreeSize() int64 { return s.size.Load() }
 
 // Run sequences every interval and whenever nudged until ctx ends, then
@@ -131,6 +132,9 @@ func (s *Sequencer) Drain(ctx context.Context) (int, error) {
 	}
 	if n, err := s.store.AuditBacklog(ctx); err == nil {
 		s.backlog.Store(n)
+	}
+	if c, err := s.store.LatestAuditCheckpoint(ctx); err == nil {
+		s.size.Store(c.Size) // another replica's rounds count too
 	}
 	return total, nil
 }

@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -391,5 +392,53 @@ func TestCommitHook(t *testing.T) {
 		if calls != tc.want {
 			t.Errorf("%s: hook called %d times, want %d", tc.name, calls, tc.want)
 		}
+	}
+}
+
+// TestSequencerLockPostgres: while one replica's round holds the sequencer
+// lock, another's does not get it (and skips its round); the lock is the
+// schema's, so a log in another schema is not held up.
+func TestSequencerLockPostgres(t *testing.T) {
+	ctx := t.Context()
+	tdb := openPostgres(t)
+	st2, _ := tdb.reopen(t)
+	other := openPostgres(t).st
+	held, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- tdb.st.InTx(ctx, func(tx recourse.Tx) error {
+			ok, err := tx.LockAuditSequencer(ctx)
+			if err != nil || !ok {
+				return fmt.Errorf("first lock = %v, %v", ok, err)
+			}
+			close(held)
+			<-release
+			return nil
+		})
+	}()
+	<-held
+	try := func(st recourse.Store) bool {
+		var got bool
+		if err := st.InTx(ctx, func(tx recourse.Tx) error {
+			var err error
+			got, err = tx.LockAuditSequencer(ctx)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if try(st2) {
+		t.Error("a second replica took the sequencer lock while the first held it")
+	}
+	if !try(other) {
+		t.Error("a log in another schema was held up by this one's lock")
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !try(st2) {
+		t.Error("the lock was not released at the end of the transaction")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -106,8 +107,7 @@ func Verify(ctx context.Context, st recourse.Store, o VerifyOptions) (*Report, e
 	}
 	// The events and the stored hashes are read ahead on connections of
 	// their own while the tree is recomputed.
-	v.recPages = make(chan recordPage, 2)
-	go v.readRecords()
+	v.readRecords()
 	if v.deep {
 		v.hashPages = make(chan hashPage, 2)
 		go v.readHashes()
@@ -142,8 +142,8 @@ type verifier struct {
 
 	// The streams, each read a page at a time; events and hashes ahead,
 	// by readRecords and readHashes.
-	recPages  chan recordPage
-	recs      []recourse.AuditRecord
+	recPages  chan chan recordPage
+	recs      []leafEntry
 	recsDone  bool
 	hashPages chan hashPage
 	hashIdx   []int64
@@ -162,7 +162,6 @@ type verifier struct {
 
 // walk checks positions 0 … end-1 and every checkpoint on the way.
 func (v *verifier) walk() error {
-	var leaf []byte
 	for p := int64(0); p < v.end; p++ {
 		r, err := v.nextRecord()
 		if err != nil {
@@ -171,13 +170,12 @@ func (v *verifier) walk() error {
 		switch {
 		case r == nil:
 			return v.fail(p, 0, fmt.Sprintf("missing: the stored log ends here, but the latest checkpoint covers %d events (truncated?)", v.end))
-		case *r.Seq > p:
-			return v.fail(p, 0, fmt.Sprintf("missing: no event holds this position, the next one holds %d (deleted?)", *r.Seq))
-		case *r.Seq < p:
-			return v.fail(*r.Seq, 0, fmt.Sprintf("two events hold this position (%s and another: inserted?)", r.EventID()))
+		case r.seq > p:
+			return v.fail(p, 0, fmt.Sprintf("missing: no event holds this position, the next one holds %d (deleted?)", r.seq))
+		case r.seq < p:
+			return v.fail(r.seq, 0, v.duplicate(r.seq))
 		}
-		leaf = recourse.AppendAuditLeaf(leaf[:0], r.Data, p)
-		lh := tlog.RecordHash(leaf)
+		lh := r.leaf
 		v.produced = v.tree.append(lh, v.produced[:0])
 		v.leaves = append(v.leaves, lh)
 		if v.deep {
@@ -206,10 +204,23 @@ func (v *verifier) walk() error {
 	if err != nil {
 		return err
 	}
-	if r != nil && *r.Seq < v.end {
-		return v.fail(*r.Seq, 0, fmt.Sprintf("two events hold this position (%s and another: inserted?)", r.EventID()))
+	if r != nil && r.seq < v.end {
+		return v.fail(r.seq, 0, v.duplicate(r.seq))
 	}
 	return nil
+}
+
+// duplicate describes two events holding one position.
+func (v *verifier) duplicate(seq int64) string {
+	var ids []string
+	if recs, err := v.st.AuditRecords(v.ctx, seq, 4); err == nil {
+		for _, r := range recs {
+			if *r.Seq == seq {
+				ids = append(ids, r.EventID())
+			}
+		}
+	}
+	return fmt.Sprintf("%d events hold this position (%s: inserted?)", max(len(ids), 2), strings.Join(ids, ", "))
 }
 
 // checkTail refuses sequenced events that no checkpoint covers.
@@ -249,9 +260,8 @@ func (v *verifier) checkTail() error {
 }
 
 type recordPage struct {
-	recs []recourse.AuditRecord
+	recs []leafEntry
 	err  error
-	last bool
 }
 
 type hashPage struct {
@@ -271,38 +281,53 @@ func send[T any](ctx context.Context, ch chan<- T, page T) bool {
 	}
 }
 
-// readRecords reads the events at positions below end, in order, a page
-// at a time. A page boundary can fall among events sharing a position (a
-// duplicate someone inserted), so each page starts at the last position of
-// the one before and skips the events already sent.
+// leafEntry is a stored event as the walk needs it: its position and its
+// leaf hash, computed by the readers.
+type leafEntry struct {
+	seq  int64
+	leaf tlog.Hash
+}
+
+// readRecords starts reading the events at positions below end, a range of
+// positions at a time, on two connections at once; the readers also hash
+// the leaves. The walk receives the ranges in order through recPages, each
+// on its own channel; at most a few are read ahead. A range holds every
+// event whose position falls in it, so a duplicated position shows
+// wherever it is.
 func (v *verifier) readRecords() {
-	from, skip := int64(0), 0
-	for {
-		recs, err := v.st.AuditRecords(v.ctx, from, v.page)
-		if err != nil {
-			send(v.ctx, v.recPages, recordPage{err: fmt.Errorf("verify: read events: %w", err), last: true})
-			return
+	const readers = 2
+	type fetch struct {
+		from, to int64
+		out      chan recordPage
+	}
+	v.recPages = make(chan chan recordPage, 2*readers)
+	fetches := make(chan fetch)
+	go func() {
+		defer close(v.recPages)
+		defer close(fetches)
+		for from := int64(0); from < v.end; from += int64(v.page) {
+			f := fetch{from: from, to: min(from+int64(v.page), v.end), out: make(chan recordPage, 1)}
+			if !send(v.ctx, v.recPages, f.out) || !send(v.ctx, fetches, f) {
+				return
+			}
 		}
-		full := len(recs) == v.page
-		for skip > 0 && len(recs) > 0 && *recs[0].Seq == from {
-			recs, skip = recs[1:], skip-1
-		}
-		if len(recs) == 0 {
-			send(v.ctx, v.recPages, recordPage{last: true})
-			return
-		}
-		last := *recs[len(recs)-1].Seq
-		done := !full || last >= v.end
-		if !send(v.ctx, v.recPages, recordPage{recs: recs, last: done}) || done {
-			return
-		}
-		if last != from {
-			skip = 0
-		}
-		for i := len(recs) - 1; i >= 0 && *recs[i].Seq == last; i-- {
-			skip++
-		}
-		from = last
+	}()
+	for range readers {
+		go func() {
+			var leaf []byte
+			for f := range fetches {
+				entries := make([]leafEntry, 0, f.to-f.from)
+				err := v.st.ScanAuditRecords(v.ctx, f.from, f.to, func(seq int64, data []byte) error {
+					leaf = recourse.AppendAuditLeaf(leaf[:0], data, seq)
+					entries = append(entries, leafEntry{seq: seq, leaf: tlog.RecordHash(leaf)})
+					return nil
+				})
+				if err != nil {
+					err = fmt.Errorf("verify: read events: %w", err)
+				}
+				f.out <- recordPage{recs: entries, err: err}
+			}
+		}()
 	}
 }
 
@@ -323,13 +348,18 @@ func (v *verifier) readHashes() {
 	}
 }
 
-func (v *verifier) nextRecord() (*recourse.AuditRecord, error) {
+func (v *verifier) nextRecord() (*leafEntry, error) {
 	for len(v.recs) == 0 && !v.recsDone {
-		page := <-v.recPages
+		out, ok := <-v.recPages
+		if !ok {
+			v.recsDone = true
+			break
+		}
+		page := <-out
 		if page.err != nil {
 			return nil, page.err
 		}
-		v.recs, v.recsDone = page.recs, page.last
+		v.recs = page.recs
 	}
 	if len(v.recs) == 0 {
 		return nil, nil

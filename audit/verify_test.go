@@ -203,7 +203,7 @@ func TestVerifyDuplicatePosition(t *testing.T) {
 	execSQL(t, tdb.db, `DELETE FROM audit_events WHERE seq = 41 AND row_id = (SELECT max(row_id) FROM audit_events)`,
 		`INSERT INTO audit_events (seq, data) VALUES (99, '`+forgedEvent(t)+`')`)
 	_, err = Verify(t.Context(), tdb.st, VerifyOptions{Verifier: testVerifier(t), PageSize: 7})
-	if !errors.As(err, &inc) || inc.Position != 99 || !strings.Contains(err.Error(), "two events") {
+	if !errors.As(err, &inc) || inc.Position != 99 || !strings.Contains(err.Error(), "2 events hold") {
 		t.Fatalf("Verify = %v, want two events at 99", err)
 	}
 }

@@ -69,6 +69,12 @@ type ScenarioResult struct {
 	// ServerPeakRSSBytes is the highest resident memory sampled in the
 	// window (every 200 ms).
 	ServerPeakRSSBytes int64 `json:"server_peak_rss_bytes"`
+	// ClientCPUSeconds is the load generator's own CPU time in the window
+	// (0 when the server runs in its process).
+	ClientCPUSeconds float64 `json:"client_cpu_seconds,omitempty"`
+	// DatabaseCPUSeconds is the CPU time of the local PostgreSQL server's
+	// processes in the window (0 for SQLite, which runs in the server).
+	DatabaseCPUSeconds float64 `json:"database_cpu_seconds,omitempty"`
 	// MachineBusyCores is the whole machine's CPU use in the window: the
 	// server, the clients, the database and anything else running.
 	MachineBusyCores float64 `json:"machine_busy_cores"`
@@ -191,14 +197,14 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, err
 		}
 		defer sqlDB.Close()
-		e.mail = &mailbox{db: sqlDB}
+		e.mail, e.dbKind = &mailbox{db: sqlDB}, db.kind
 	}
 	clients := make([]*client, o.Concurrency)
 	for k := range clients {
 		clients[k] = newClient(k, e)
 	}
 	for _, name := range scenarios {
-		res, err := runScenario(ctx, o, e, clients, srv, name, dir)
+		res, err := runScenario(ctx, o, e, clients, srv, name)
 		if err != nil {
 			return rep, err
 		}
@@ -316,7 +322,7 @@ func waitReady(ctx context.Context, base string, timeout time.Duration) error {
 }
 
 // runScenario runs one scenario with every client and measures it.
-func runScenario(ctx context.Context, o Options, e *env, clients []*client, srv *Server, name, dir string) (*ScenarioResult, error) {
+func runScenario(ctx context.Context, o Options, e *env, clients []*client, srv *Server, name string) (*ScenarioResult, error) {
 	rec := newRecorder()
 	e.h.rec = rec
 	// Sign in what the flows need, a few clients at a time (Argon2id).
@@ -337,15 +343,49 @@ func runScenario(ctx context.Context, o Options, e *env, clients []*client, srv 
 		return nil, fmt.Errorf("%s: setup: %w", name, err)
 	}
 
+	// The measured window starts after the warm-up, or at once.
+	res := &ScenarioResult{Name: name}
+	var cpu0, self0, busy0 float64
+	var db0 map[int]float64
+	var jobs0 int64
+	var start time.Time
+	begin := func() error {
+		cpu0, _ = procCPU(srv.PID)
+		self0, _ = procCPU(os.Getpid())
+		busy0, _, _ = machineCPU()
+		if e.dbKind == "postgres" {
+			db0 = commandCPU("postgres")
+		}
+		if e.mail != nil {
+			jobs0, _, _ = jobCounts(ctx, e.mail.db)
+		}
+		if o.CPUProfile != "" && srv.StartProfile != nil {
+			res.Profile = profilePath(o.CPUProfile, name)
+			if err := srv.StartProfile(res.Profile); err != nil {
+				return fmt.Errorf("cpu profile: %w", err)
+			}
+		}
+		start = time.Now()
+		rec.measuring.Store(true)
+		return nil
+	}
+	warmup := o.Warmup
+	if o.Iterations > 0 {
+		warmup = 0
+	}
+	if warmup == 0 {
+		if err := begin(); err != nil {
+			return nil, err
+		}
+	}
+
 	runCtx, stopClients := context.WithCancel(ctx)
 	defer stopClients()
 	var done sync.WaitGroup
-	remaining := make(chan struct{}, len(clients))
 	for _, c := range clients {
 		done.Add(1)
 		go func() {
 			defer done.Done()
-			defer func() { remaining <- struct{}{} }()
 			for n := 0; o.Iterations == 0 || n < o.Iterations; n++ {
 				kind, err := c.flow(runCtx, name)
 				if runCtx.Err() != nil {
@@ -359,36 +399,21 @@ func runScenario(ctx context.Context, o Options, e *env, clients []*client, srv 
 			}
 		}()
 	}
-	if o.Iterations == 0 && o.Warmup > 0 {
+	if warmup > 0 {
 		select {
 		case <-ctx.Done():
-		case <-time.After(o.Warmup):
+		case <-time.After(warmup):
+		}
+		if err := begin(); err != nil {
+			stopClients()
+			done.Wait()
+			return nil, err
 		}
 	}
-
-	// The measured window.
-	res := &ScenarioResult{Name: name}
-	cpu0, _ := procCPU(srv.PID)
-	busy0, _, _ := machineCPU()
-	var jobs0 int64
-	if e.mail != nil {
-		jobs0, _, _ = jobCounts(ctx, e.mail.db)
-	}
-	if o.CPUProfile != "" && srv.StartProfile != nil {
-		res.Profile = profilePath(o.CPUProfile, name)
-		if err := srv.StartProfile(res.Profile); err != nil {
-			return nil, fmt.Errorf("cpu profile: %w", err)
-		}
-	}
-	start := time.Now()
-	rec.measuring.Store(true)
 	var peak int64
-	var peakMu sync.Mutex
 	sampleRSS := func() {
 		if rss, _, ok := procMemory(srv.PID); ok {
-			peakMu.Lock()
 			peak = max(peak, rss)
-			peakMu.Unlock()
 		}
 	}
 	allDone := make(chan struct{})
@@ -399,7 +424,6 @@ func runScenario(ctx context.Context, o Options, e *env, clients []*client, srv 
 	}
 	tick := time.NewTicker(200 * time.Millisecond)
 	lastLine := time.Now()
-	finished := 0
 loop:
 	for {
 		select {
@@ -409,8 +433,6 @@ loop:
 			break loop
 		case <-allDone:
 			break loop
-		case <-remaining:
-			finished++
 		case <-tick.C:
 			sampleRSS()
 			every := time.Second
@@ -433,7 +455,11 @@ loop:
 		}
 	}
 	cpu1, _ := procCPU(srv.PID)
+	self1, _ := procCPU(os.Getpid())
 	busy1, _, _ := machineCPU()
+	if e.dbKind == "postgres" {
+		res.DatabaseCPUSeconds = cpuSince(db0, commandCPU("postgres"))
+	}
 	stopClients()
 	done.Wait()
 	if o.Live {
@@ -463,6 +489,9 @@ loop:
 		res.ServerPeakRSSBytes = peak
 	}
 	res.MachineBusyCores = (busy1 - busy0) / res.Seconds
+	if !srv.InProcess {
+		res.ClientCPUSeconds = self1 - self0
+	}
 
 	// Background jobs: what the window completed, what it left, and how
 	// long that takes to drain (so the next scenario starts clean).

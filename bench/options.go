@@ -164,14 +164,16 @@ func (o *Options) Validate() error {
 	if o.Duration < 0 || o.Warmup < 0 || o.Iterations < 0 {
 		return errors.New("duration, warmup and iterations must not be negative")
 	}
-	if o.Database != "" && !strings.HasPrefix(o.Database, "postgres://") && !strings.HasPrefix(o.Database, "postgresql://") {
-		return errors.New("database: give a postgres:// URL (SQLite is the default, in a temporary directory)")
+	isPG := strings.HasPrefix(o.Database, "postgres://") || strings.HasPrefix(o.Database, "postgresql://")
+	switch {
+	case o.Database == "" || isPG:
+	case o.URL != "" && strings.HasPrefix(o.Database, "sqlite:"):
+		// the running server's SQLite file
+	default:
+		return errors.New("database: give a postgres:// URL (SQLite is the default, in a temporary directory; with --url, sqlite:PATH names the server's file)")
 	}
 	if o.URL == "" && o.Launcher == nil {
 		return errors.New("bench: a launcher is required to start a server")
-	}
-	if o.URL != "" && o.Database != "" && len(o.MasterKey) < 32 {
-		return errors.New("with --url and --database the server's master key is needed (RECOURSE_MASTER_KEY) to seed and to read codes")
 	}
 	return nil
 }

@@ -159,3 +159,39 @@ func describeDisk(dir string) string {
 	}
 	return fmt.Sprintf("%s (%s on %s)", dev, fstype, mnt)
 }
+
+// commandCPU returns the CPU time of every process whose command name is
+// name (the local PostgreSQL server's processes are all "postgres"), by
+// process id.
+func commandCPU(name string) map[int]float64 {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	out := map[int]float64{}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err != nil || strings.TrimSpace(string(b)) != name {
+			continue
+		}
+		if s, ok := procCPU(pid); ok {
+			out[pid] = s
+		}
+	}
+	return out
+}
+
+// cpuSince is the CPU time the processes of now used since before: all of
+// a process that started in between, none of one that exited (the server's
+// connection pool keeps its backends, so little is lost).
+func cpuSince(before, now map[int]float64) float64 {
+	var sum float64
+	for pid, s := range now {
+		sum += s - before[pid]
+	}
+	return sum
+}

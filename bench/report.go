@@ -46,12 +46,18 @@ func (r *Report) WriteTable(w io.Writer) error {
 			}
 			fmt.Fprintf(w, "   flows by kind: %s\n", strings.Join(parts, ", "))
 		}
+		var cpu []string
 		if s.ServerCPUSeconds > 0 || s.ServerPeakRSSBytes > 0 {
-			fmt.Fprintf(w, "   server CPU %.1fs (%.2f cores), peak RSS %s; whole machine %.2f cores busy\n", s.ServerCPUSeconds, s.ServerCores,
-				mib(s.ServerPeakRSSBytes), s.MachineBusyCores)
-		} else {
-			fmt.Fprintf(w, "   whole machine %.2f cores busy\n", s.MachineBusyCores)
+			cpu = append(cpu, fmt.Sprintf("server CPU %.1fs (%.2f cores), peak RSS %s", s.ServerCPUSeconds, s.ServerCores, mib(s.ServerPeakRSSBytes)))
 		}
+		if s.DatabaseCPUSeconds > 0 {
+			cpu = append(cpu, fmt.Sprintf("PostgreSQL %.2f cores", s.DatabaseCPUSeconds/s.Seconds))
+		}
+		if s.ClientCPUSeconds > 0 {
+			cpu = append(cpu, fmt.Sprintf("load generator %.2f cores", s.ClientCPUSeconds/s.Seconds))
+		}
+		cpu = append(cpu, fmt.Sprintf("whole machine %.2f cores busy", s.MachineBusyCores))
+		fmt.Fprintf(w, "   %s\n", strings.Join(cpu, "; "))
 		if s.JobsCompleted > 0 || s.JobsWaiting > 0 {
 			fmt.Fprintf(w, "   background jobs: %s done in the window, %s waiting at its end, drained %.1fs later\n",
 				thousands(s.JobsCompleted), thousands(s.JobsWaiting), s.DrainSeconds)

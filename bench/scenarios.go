@@ -31,7 +31,9 @@ type env struct {
 	lay  layout
 	h    *httpDriver
 	mail *mailbox
-	totp *totpTracker
+	// dbKind is "sqlite" or "postgres" (empty without a database).
+	dbKind string
+	totp   *totpTracker
 	// codeTimeout bounds the wait for a mailed code.
 	codeTimeout time.Duration
 }
@@ -146,14 +148,15 @@ func (c *client) recoveryStart(ctx context.Context) error {
 	return err
 }
 
-// codeStep waits for the code the server mails from its background job.
-func (c *client) codeStep(ctx context.Context, account string, h *apiv1.RecoveryHandle) (string, error) {
+// codeStep waits for the code the server mails from its background job
+// for the request started at sent.
+func (c *client) codeStep(ctx context.Context, account string, h *apiv1.RecoveryHandle, sent time.Time) (string, error) {
 	const step = "code mailed (async job)"
 	if c.e.mail == nil {
 		return "", &stepError{step, "no database to read the mail from (give --database)"}
 	}
 	t0 := time.Now()
-	code, err := c.e.mail.waitCode(ctx, account, h.RequestID, c.e.codeTimeout)
+	code, err := c.e.mail.waitCode(ctx, account, h.RequestID, sent, c.e.codeTimeout)
 	if err != nil {
 		if ctx.Err() != nil {
 			return "", ctx.Err()
@@ -187,11 +190,12 @@ func (c *client) submitCode(ctx context.Context, h *apiv1.RecoveryHandle, code s
 // recoveryCode: start, read the mailed code, prove it, read the status.
 func (c *client) recoveryCode(ctx context.Context) error {
 	account := c.e.lay.recoveryAccount(c.rng.IntN(c.e.lay.recoveryCount()))
+	sent := time.Now()
 	h, err := c.start(ctx, "start (known)", account, "password")
 	if err != nil {
 		return err
 	}
-	code, err := c.codeStep(ctx, account, h)
+	code, err := c.codeStep(ctx, account, h, sent)
 	if err != nil {
 		return err
 	}
@@ -226,11 +230,12 @@ func (c *client) recoveryFull(ctx context.Context) error {
 	account := c.e.lay.member(c.e.lay.team(c.k, j), c.fullNext/perClient)
 	approver := c.approvers[j]
 	c.fullNext++
+	sent := time.Now()
 	h, err := c.start(ctx, "start (known)", account, "device")
 	if err != nil {
 		return err
 	}
-	code, err := c.codeStep(ctx, account, h)
+	code, err := c.codeStep(ctx, account, h, sent)
 	if err != nil {
 		return err
 	}

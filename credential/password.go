@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -96,8 +97,21 @@ func HashPassword(password string, p PasswordParams) (string, error) {
 	}
 	salt := make([]byte, p.SaltLen)
 	rand.Read(salt) // never fails; see crypto/rand
-	key := argon2.IDKey([]byte(password), salt, p.Time, p.MemoryKiB, p.Threads, p.KeyLen)
+	key := argon2ID([]byte(password), salt, p)
 	return encodePHC(p, salt, key), nil
+}
+
+// argon2Slots bounds the Argon2id computations running at once to the
+// number of CPUs. More at once finish no sooner, and each holds MemoryKiB
+// (19 MiB by default) until it finishes: unbounded, sixteen concurrent
+// sign-ins held over 300 MiB and a flood of them could exhaust memory. The
+// extra ones wait their turn, which takes as long as sharing the CPUs would.
+var argon2Slots = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))
+
+func argon2ID(password, salt []byte, p PasswordParams) []byte {
+	argon2Slots <- struct{}{}
+	defer func() { <-argon2Slots }()
+	return argon2.IDKey(password, salt, p.Time, p.MemoryKiB, p.Threads, p.KeyLen)
 }
 
 func encodePHC(p PasswordParams, salt, key []byte) string {
@@ -122,7 +136,7 @@ func VerifyPassword(encoded, password string, current PasswordParams) (ok bool, 
 	if err != nil {
 		return false, false, err
 	}
-	got := argon2.IDKey([]byte(password), salt, stored.Time, stored.MemoryKiB, stored.Threads, stored.KeyLen)
+	got := argon2ID([]byte(password), salt, stored)
 	if subtle.ConstantTimeCompare(got, want) != 1 {
 		return false, false, nil
 	}

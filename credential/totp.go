@@ -5,6 +5,8 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"image"
+	"image/color"
 	"image/png"
 	"strings"
 	"time"
@@ -76,8 +78,19 @@ func TOTPQRCodePNG(url string, size int) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("credential: render QR code: %w", err)
 	}
+	// Encode a two-colour copy: a 1-bit paletted PNG takes about a tenth of
+	// the time (and a tenth of the bytes) of the scaled image as 8-bit RGB.
+	b := img.Bounds()
+	bw := image.NewPaletted(b, color.Palette{color.White, color.Black})
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			if r, _, _, _ := img.At(x, y).RGBA(); r < 0x8000 {
+				bw.SetColorIndex(x, y, 1)
+			}
+		}
+	}
 	var buf bytes.Buffer
-	if err := png.Encode(&buf, img); err != nil {
+	if err := png.Encode(&buf, bw); err != nil {
 		return nil, fmt.Errorf("credential: encode QR code: %w", err)
 	}
 	return buf.Bytes(), nil

@@ -109,7 +109,10 @@ func (h levelShift) Enabled(context.Context, slog.Level) bool { return true }
 
 // Options tune the queue.
 type Options struct {
-	// PollInterval is how often workers look for due jobs (default 250ms).
+	// PollInterval is how often workers look for due jobs (default 50ms).
+	// The queue is poll-only and a job inserted in a transaction does not
+	// wake it, so this is how long a "Can't sign in?" waits before its
+	// code is sent, at worst; each idle poll is one small query per queue.
 	PollInterval time.Duration
 	// Workers bounds concurrent jobs (default 10).
 	Workers int
@@ -149,7 +152,7 @@ func New(db *sql.DB, dialect string, log *slog.Logger, opts Options) (*Queue, er
 		return nil, err
 	}
 	if opts.PollInterval == 0 {
-		opts.PollInterval = 250 * time.Millisecond
+		opts.PollInterval = 50 * time.Millisecond
 	}
 	if opts.Workers == 0 {
 		opts.Workers = 10
@@ -195,10 +198,13 @@ func New(db *sql.DB, dialect string, log *slog.Logger, opts Options) (*Queue, er
 			QueueMail:          {MaxWorkers: opts.MailWorkers},
 			QueueWebhooks:      {MaxWorkers: opts.WebhookWorkers},
 		},
-		Workers:              workers,
-		PollOnly:             true,
-		FetchPollInterval:    opts.PollInterval,
-		FetchCooldown:        min(opts.PollInterval, 100*time.Millisecond),
+		Workers:           workers,
+		PollOnly:          true,
+		FetchPollInterval: opts.PollInterval,
+		// After a full fetch, the next comes as soon as a worker is free
+		// and this long has passed: 100ms (River's default) capped the
+		// queue at Workers jobs per 100ms, 100 a second by default.
+		FetchCooldown:        min(opts.PollInterval, 5*time.Millisecond),
 		Logger:               quiet(log),
 		JobTimeout:           opts.JobTimeout,
 		RescueStuckJobsAfter: opts.RescueAfter,

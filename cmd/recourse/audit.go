@@ -126,7 +126,7 @@ func registerAuditMetrics(reg *prometheus.Registry, seq *audit.Sequencer) error 
 			Help: "Audit events committed but not yet in the signed log, at the last sequencing round."},
 			func() float64 { return float64(seq.Backlog()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "recourse_audit_log_size",
-			Help: "Events in the signed audit log, as of this replica's last round."},
+			Help: "Events in the signed audit log, as of this replica's last sequencing round."},
 			func() float64 { return float64(seq.TreeSize()) }),
 	} {
 		if err := reg.Register(m); err != nil {

@@ -47,18 +47,27 @@ func cmdBench(ctx context.Context, args []string, getenv func(string) string, st
 	duration := fs.Duration("duration", d.Duration, "measured time per scenario")
 	warmup := fs.Duration("warmup", d.Warmup, "unmeasured time per scenario before the measurement")
 	iterations := fs.Int("iterations", 0, "end each scenario after this many flows per client instead of after --duration")
-	database := fs.String("database", "", "postgres:// URL to bench PostgreSQL (in a fresh schema); default SQLite in a temporary directory")
+	database := fs.String("database", "", "postgres:// URL to bench PostgreSQL, in a fresh schema (default: SQLite in a temporary directory);\nwith --url, the server's own database (sqlite:PATH or postgres://…) to seed and read mail from")
 	target := fs.String("url", "", "drive a running server at this URL instead of starting one (see docs/benchmarks.md)")
 	pid := fs.Int("pid", 0, "with --url: the server's process id, to report its CPU time and memory")
 	server := fs.String("server", "child", "how to run the server: child (a separate process) or in-process (shares the clients' process)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the server for each scenario (FILE gets the scenario's name)")
 	keep := fs.Bool("keep", false, "keep the temporary directory and the PostgreSQL schema")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	printPolicy := fs.Bool("print-policy", false, "print the bench policy (for a server driven with --url) and exit")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("bench takes no arguments, got %q", fs.Args())}
+	}
+	if *printPolicy {
+		p, err := bench.BenchPolicy()
+		if err != nil {
+			return err
+		}
+		_, err = stdout.Write(p)
+		return err
 	}
 	o := bench.Options{Scenarios: []string{*scenario}, Accounts: *accounts, Concurrency: *concurrency, Duration: *duration,
 		Warmup: *warmup, Iterations: *iterations, Database: *database, URL: *target, ServerPID: *pid, Keep: *keep,

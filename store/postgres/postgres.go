@@ -27,10 +27,6 @@ var migrations embed.FS
 // ("recourse" in ASCII, truncated to 64 bits).
 const migrationLockKey int64 = 0x7265636f75727365
 
-// sequencerLockKey is the advisory lock key held by the audit sequencer's
-// transaction ("audit-sq" in ASCII).
-const sequencerLockKey int64 = 0x61756469742d7371
-
 // Dialect describes PostgreSQL to the shared store.
 func Dialect() sqlstore.Dialect {
 	sub, _ := fs.Sub(migrations, "migrations")
@@ -46,8 +42,10 @@ func Dialect() sqlstore.Dialect {
 			return errors.As(err, &e) && e.Code == "23505"
 		},
 		// One sequencer at a time across replicas; the others skip a round
-		// instead of queueing.
-		SequencerLock: fmt.Sprintf(`SELECT pg_try_advisory_xact_lock(%d)`, sequencerLockKey),
+		// instead of queueing. Advisory locks are database-wide, so the key
+		// is derived from the schema: logs in other schemas of the same
+		// database (other deployments, parallel tests) do not contend.
+		SequencerLock: `SELECT pg_try_advisory_xact_lock(hashtextextended('recourse audit sequencer:' || current_schema(), 0))`,
 		LockMigrations: func(ctx context.Context, conn *sql.Conn) (func(), error) {
 			if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, migrationLockKey); err != nil {
 				return nil, err

@@ -125,6 +125,25 @@ func (s queries) AuditRecords(ctx context.Context, from int64, limit int) ([]rec
 	return out, s.wrap("list audit records", err)
 }
 
+func (s queries) ScanAuditRecords(ctx context.Context, from, to int64, fn func(seq int64, data []byte) error) error {
+	rows, err := s.q.QueryContext(ctx, `SELECT seq, data FROM audit_events WHERE seq >= $1 AND seq < $2 ORDER BY seq, row_id`, from, to)
+	if err != nil {
+		return s.wrap("scan audit records", err)
+	}
+	defer rows.Close()
+	var seq int64
+	var data sql.RawBytes
+	for rows.Next() {
+		if err := rows.Scan(&seq, &data); err != nil {
+			return s.wrap("scan audit records", err)
+		}
+		if err := fn(seq, data); err != nil {
+			return err
+		}
+	}
+	return s.wrap("scan audit records", rows.Err())
+}
+
 func (s queries) AuditRecordByEventID(ctx context.Context, eventID string) (recourse.AuditRecord, error) {
 	rows, err := s.q.QueryContext(ctx, `SELECT `+auditRecordColumns+` FROM audit_events WHERE event_id = $1`, eventID)
 	if err != nil {

@@ -134,6 +134,24 @@ func testAuditAppendAndSequence(t *testing.T, s recourse.Store) {
 			t.Fatalf("position %d holds seq %d", i, *r.Seq)
 		}
 	}
+	// Streaming a range sees the same events, and an error stops it.
+	var seqs []int64
+	err = s.ScanAuditRecords(ctx, 2, 600, func(seq int64, data []byte) error {
+		if !bytes.Equal(data, all[seq].Data) {
+			return fmt.Errorf("position %d: data differs", seq)
+		}
+		seqs = append(seqs, seq)
+		return nil
+	})
+	if err != nil || len(seqs) != 598 || seqs[0] != 2 || seqs[597] != 599 {
+		t.Fatalf("ScanAuditRecords = %d positions (%v), %v", len(seqs), seqs[:min(3, len(seqs))], err)
+	}
+	stop := errors.New("stop")
+	n := 0
+	err = s.ScanAuditRecords(ctx, 0, 100, func(int64, []byte) error { n++; return stop })
+	if !errors.Is(err, stop) || n != 1 {
+		t.Errorf("ScanAuditRecords after an error: %d calls, %v", n, err)
+	}
 }
 
 func testAuditHashesAndCheckpoints(t *testing.T, s recourse.Store) {

@@ -1,0 +1,242 @@
+package bench
+
+import (
+	"context"
+	"io"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/recourse/recourse"
+	"github.com/recourse/recourse/credential"
+	"github.com/recourse/recourse/policy"
+	"github.com/recourse/recourse/service"
+	"github.com/recourse/recourse/store/sqlite"
+)
+
+// The end-to-end smoke test of every scenario is in cmd/recourse
+// (TestBenchSmoke): it needs the server's wiring. These test the parts.
+
+func TestBenchPolicy(t *testing.T) {
+	data, err := BenchPolicy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := policy.Load(data, "bench-policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	person := func(groups ...string) *recourse.Account {
+		return &recourse.Account{ID: "p", Username: "p", DisplayName: "P", Kind: recourse.KindHuman, Status: recourse.StatusActive,
+			Employment: recourse.EmploymentEmployee, IAL: 2, ManagerID: "m", Groups: groups, CreatedAt: now.Add(-time.Hour)}
+	}
+	in := func(a *recourse.Account) policy.Input {
+		return policy.Input{Account: a, Authenticators: []policy.AuthenticatorFact{{Type: "password", BoundAt: now}, {Type: "totp", BoundAt: now}},
+			Request: policy.Request{Initiator: "self", Time: now}}
+	}
+	ev := policy.Evidence{Codes: []policy.Code{{Channel: "email"}}, Approvals: []policy.Approval{{ApproverID: "m", Roles: []string{"manager"}}}}
+	for _, action := range []string{"password.reset", "authenticator.recover"} {
+		d, err := p.Decide(t.Context(), action, in(person(service.BenchGroup)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Rule != "bench" || d.Outcome != policy.Require {
+			t.Fatalf("%s for a bench account: rule %q, outcome %q; want the bench rule", action, d.Rule, d.Outcome)
+		}
+		if res := policy.Satisfied(d.Requirement, ev); !res.Satisfied || res.Delay != 0 {
+			t.Errorf("%s: a code and the manager's approval: satisfied %v, delay %s; want satisfied at once", action, res.Satisfied, res.Delay)
+		}
+		if policy.Satisfied(d.Requirement, policy.Evidence{Codes: ev.Codes}).Satisfied {
+			t.Errorf("%s: a code alone satisfies the bench rule", action)
+		}
+		// Anyone else gets the built-in rules.
+		d, err = p.Decide(t.Context(), action, in(person("engineering")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Rule == "bench" {
+			t.Errorf("%s: the bench rule applies outside the bench group", action)
+		}
+	}
+}
+
+func TestLayoutRolesAreDisjoint(t *testing.T) {
+	for _, l := range []layout{{n: minAccounts(2), clients: 2}, {n: 10_000, clients: 16}, {n: minAccounts(16), clients: 16}} {
+		role := map[string]string{}
+		claim := func(id, r string) {
+			t.Helper()
+			i, err := strconv.Atoi(strings.TrimPrefix(id, "bench"))
+			if err != nil || i < 1 || i > l.n {
+				t.Fatalf("%+v: %s (%s) is not a seeded account", l, id, r)
+			}
+			if old, ok := role[id]; ok && old != r {
+				t.Fatalf("%+v: %s is both %s and %s", l, id, old, r)
+			}
+			role[id] = r
+		}
+		for k := range l.clients {
+			for j := range perClient {
+				team := l.team(k, j)
+				claim(l.leader(team), "approver")
+				for m := range teamSize - 1 {
+					claim(l.member(team, m), "recovered")
+				}
+				claim(l.routineAccount(k, j), "routine")
+				claim(l.routineContact(k, j), "contact")
+			}
+		}
+		if l.signinCount() < 1 || l.recoveryCount() < 1 {
+			t.Fatalf("%+v: empty pools", l)
+		}
+		for i := range l.signinCount() {
+			claim(l.signinAccount(i), "signin")
+		}
+		for i := range l.recoveryCount() {
+			claim(l.recoveryAccount(i), "asked about")
+		}
+		if len(role) != l.n {
+			t.Errorf("%+v: %d accounts have a role, want all %d", l, len(role), l.n)
+		}
+		// A recovered member's manager is the approver of its team.
+		if a := benchAccount(teamSize + 2); a.ManagerID != accountID(teamSize+1) {
+			t.Errorf("manager of %s = %q, want %s", a.ID, a.ManagerID, accountID(teamSize+1))
+		}
+	}
+}
+
+// TestSeed seeds a small directory, checks the credentials work and that a
+// second seeding adds nothing.
+func TestSeed(t *testing.T) {
+	ctx := t.Context()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "s.db"), sqlite.Options{Migrate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	params := credential.PasswordParams{Time: 1, MemoryKiB: 64, Threads: 1, KeyLen: 32, SaltLen: 16}
+	cfg := service.DefaultConfig()
+	cfg.PasswordParams = params
+	svc, err := service.New(service.Options{Store: st, Config: cfg, Keys: service.Keys{Master: []byte(strings.Repeat("s", 32))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = seedBatch + 37 // two batches, the second partial
+	if got, err := seed(ctx, svc, n, params, io.Discard, false); err != nil || got != n {
+		t.Fatalf("seed = %d, %v; want %d", got, err, n)
+	}
+	if got, err := seed(ctx, svc, n, params, io.Discard, false); err != nil || got != 0 {
+		t.Fatalf("second seed = %d, %v; want 0", got, err)
+	}
+	// The password and the app code of the last account sign it in.
+	id := accountID(n)
+	res, err := svc.SignIn(ctx, id, BenchPassword, service.Meta{IP: "192.0.2.1"})
+	if err != nil || !slices.Contains(res.SecondFactors, recourse.AuthTOTP) {
+		t.Fatalf("sign in %s: %v, %v", id, res, err)
+	}
+	code, _ := credential.TOTPCode(totpSecret(id), time.Now())
+	if _, err := svc.SignInTOTP(ctx, res.Token, code, service.Meta{IP: "192.0.2.1"}); err != nil {
+		t.Fatalf("second factor of %s: %v", id, err)
+	}
+	// The fast path refuses accounts outside the bench group.
+	if err := svc.CreateAccount(ctx, &recourse.Account{ID: "real", Username: "real", DisplayName: "Real", Kind: recourse.KindHuman,
+		Status: recourse.StatusActive, Employment: recourse.EmploymentEmployee, IAL: 2}, service.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	hash, _ := credential.HashPassword(BenchPassword, params)
+	if err := svc.SeedBenchCredentials(ctx, []string{"real"}, service.BenchCredentials{PasswordHash: hash, TOTPSecret: totpSecret}); err == nil {
+		t.Error("SeedBenchCredentials set a password outside the bench group")
+	}
+}
+
+func TestMailboxCode(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "m.db")
+	st, err := sqlite.Open(ctx, path, sqlite.Options{Migrate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Now().UTC()
+	for _, m := range []*recourse.OutboxMessage{
+		{AccountID: "a", To: "a@x", Subject: "Your recovery code", Body: "Your Recourse recovery code is 111111.\nReference: rr_old\n", CreatedAt: now.Add(-time.Minute)},
+		{AccountID: "a", To: "a@x", Subject: "Your recovery code", Body: "Your Recourse recovery code is 222222.\nReference: rr_new\n", CreatedAt: now},
+		{AccountID: "b", To: "b@x", Subject: "Your recovery code", Body: "Your Recourse recovery code is 333333.\nReference: rr_new\n", CreatedAt: now},
+	} {
+		if err := st.AddOutboxMessage(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db, err := sqlite.OpenDB(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	mb := &mailbox{db: db}
+	if c, err := mb.waitCode(ctx, "a", "rr_new", now, time.Second); c != "222222" || err != nil {
+		t.Errorf("code = %q, %v; want 222222", c, err)
+	}
+	// Mail from before the request is not searched.
+	if _, err := mb.code(ctx, "a", "rr_old", now.Add(-time.Second)); err != errNoMail {
+		t.Errorf("old mail found: %v", err)
+	}
+	ctx2, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, err := mb.waitCode(ctx2, "a", "rr_none", now, time.Minute); err == nil {
+		t.Error("a code for a request never mailed")
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	var d []time.Duration
+	for i := 1; i <= 100; i++ {
+		d = append(d, time.Duration(i)*time.Millisecond)
+	}
+	for _, c := range []struct {
+		p    float64
+		want time.Duration
+	}{{50, 50 * time.Millisecond}, {95, 95 * time.Millisecond}, {99, 99 * time.Millisecond}, {100, 100 * time.Millisecond}} {
+		if got := percentile(d, c.p); got != c.want {
+			t.Errorf("p%g = %s, want %s", c.p, got, c.want)
+		}
+	}
+	if percentile(nil, 50) != 0 {
+		t.Error("percentile of nothing")
+	}
+	if got := thousands(1234567); got != "1,234,567" {
+		t.Errorf("thousands = %q", got)
+	}
+}
+
+func TestOptions(t *testing.T) {
+	o := DefaultOptions()
+	o.Launcher = noLauncher{}
+	if err := o.Validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	for name, edit := range map[string]func(*Options){
+		"unknown scenario": func(o *Options) { o.Scenarios = []string{"signin,nope"} },
+		"too few accounts": func(o *Options) { o.Accounts = 100 },
+		"mysql":            func(o *Options) { o.Database = "mysql://x" },
+		"no launcher":      func(o *Options) { o.Launcher = nil },
+	} {
+		o := DefaultOptions()
+		o.Launcher = noLauncher{}
+		edit(&o)
+		if err := o.Validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if s, err := expandScenarios([]string{"all"}); err != nil || len(s) != len(Scenarios) {
+		t.Errorf("all = %v, %v", s, err)
+	}
+}
+
+type noLauncher struct{}
+
+func (noLauncher) Launch(context.Context, []string, []string, io.Writer) (*Server, error) {
+	return nil, nil
+}
