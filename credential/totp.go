@@ -78,8 +78,9 @@ func TOTPQRCodePNG(url string, size int) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("credential: render QR code: %w", err)
 	}
-	// Encode a two-colour copy: a 1-bit paletted PNG takes about a tenth of
-	// the time (and a tenth of the bytes) of the scaled image as 8-bit RGB.
+	// Encode a two-colour copy: a 1-bit paletted PNG is less than half the
+	// bytes of the scaled image as 8-bit RGB and takes a fifth less time to
+	// make (the QR encoding itself is most of what remains).
 	b := img.Bounds()
 	bw := image.NewPaletted(b, color.Palette{color.White, color.Black})
 	for y := b.Min.Y; y < b.Max.Y; y++ {
