@@ -35,6 +35,7 @@ type Sequencer struct {
 	clock  recourse.Clock
 	log    *slog.Logger
 	batch  int
+	gap    time.Duration
 	nudge  chan struct{}
 
 	backlog   atomic.Int64
@@ -55,14 +56,22 @@ type SequencerOptions struct {
 	Logger *slog.Logger
 	// Batch bounds the events of one round (default DefaultBatch).
 	Batch int
+	// Coalesce holds a nudged round back until this long after the
+	// previous one (default DefaultCoalesce; negative for none), so that a
+	// burst of commits shares one round and one signed checkpoint instead
+	// of each taking the write lock for a round of its own.
+	Coalesce time.Duration
 }
+
+// DefaultCoalesce is the least time between two nudged rounds.
+const DefaultCoalesce = 20 * time.Millisecond
 
 // NewSequencer returns a sequencer; it does nothing until Run or Sequence.
 func NewSequencer(o SequencerOptions) (*Sequencer, error) {
 	if o.Store == nil || o.Signer == nil {
 		return nil, errors.New("audit: the sequencer needs a store and a signer")
 	}
-	s := &Sequencer{store: o.Store, signer: o.Signer, clock: o.Clock, log: o.Logger, batch: o.Batch, nudge: make(chan struct{}, 1)}
+	s := &Sequencer{store: o.Store, signer: o.Signer, clock: o.Clock, log: o.Logger, batch: o.Batch, gap: o.Coalesce, nudge: make(chan struct{}, 1)}
 	if s.clock == nil {
 		s.clock = recourse.SystemClock{}
 	}
@@ -71,6 +80,12 @@ func NewSequencer(o SequencerOptions) (*Sequencer, error) {
 	}
 	if s.batch <= 0 {
 		s.batch = DefaultBatch
+	}
+	switch {
+	case s.gap == 0:
+		s.gap = DefaultCoalesce
+	case s.gap < 0:
+		s.gap = 0
 	}
 	return s, nil
 }
@@ -95,12 +110,16 @@ func (s *Sequencer) Sequenced() int64 { return s.sequenced.Load() }
 // round or Drain, whichever replica sequenced it.
 func (s *Sequencer) TreeSize() int64 { return s.size.Load() }
 
-// Run sequences every interval and whenever nudged until ctx ends, then
-// returns nil. A failed round is logged and retried at the next tick.
+// Run sequences every interval and whenever nudged (but not sooner than
+// the Coalesce time after the previous round) until ctx ends, then returns
+// nil. A failed round is logged and retried at the next tick.
 func (s *Sequencer) Run(ctx context.Context, interval time.Duration) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	hold := time.NewTimer(time.Hour)
+	hold.Stop()
 	for {
+		last := time.Now()
 		if _, err := s.Drain(ctx); err != nil && ctx.Err() == nil {
 			s.log.Error("audit sequencing failed; events wait for the next round", "err", err)
 		}
@@ -111,7 +130,16 @@ func (s *Sequencer) Run(ctx context.Context, interval time.Duration) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+			continue
 		case <-s.nudge:
+		}
+		if wait := s.gap - time.Since(last); wait > 0 {
+			hold.Reset(wait)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-hold.C:
+			}
 		}
 	}
 }
