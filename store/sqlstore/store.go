@@ -40,38 +40,41 @@ var _ recourse.Store = (*Store)(nil)
 
 // New wraps an open, migrated database.
 func New(db *sql.DB, d Dialect) *Store {
-	return &Store{queries: queries{q: db, d: d}, db: db, writers: make(chan struct{}, 1)}
+	st := &Store{db: db, writers: make(chan struct{}, 1)}
+	st.queries = queries{q: db, d: d, begin: st.begin}
+	return st
 }
 
 // DB returns the underlying database handle.
 func (s *Store) DB() *sql.DB { return s.db }
 
-// InTx implements recourse.Store.
-func (s *Store) InTx(ctx context.Context, fn func(tx recourse.Tx) error) error {
+// begin starts a write transaction. On a one-writer database it first
+// takes this process's writer slot (bounded by writerWait); release gives it
+// back.
+func (s *Store) begin(ctx context.Context) (tx *sql.Tx, release func(), err error) {
+	release = func() {}
 	if s.d.OneWriter {
 		t := time.NewTimer(writerWait)
 		select {
 		case s.writers <- struct{}{}:
-			defer func() { <-s.writers }()
+			release = func() { <-s.writers }
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("begin: %w", ctx.Err())
+			return nil, nil, fmt.Errorf("begin: %w", ctx.Err())
 		}
 		t.Stop()
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+	if tx, err = s.db.BeginTx(ctx, nil); err != nil {
+		release()
+		return nil, nil, fmt.Errorf("begin: %w", err)
 	}
-	defer tx.Rollback()
-	if err := fn(queries{q: tx, d: s.d, inTx: true}); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
+	return tx, release, nil
+}
+
+// InTx implements recourse.Store.
+func (s *Store) InTx(ctx context.Context, fn func(tx recourse.Tx) error) error {
+	return s.queries.inTransaction(ctx, func(q queries) error { return fn(q) })
 }
 
 // Ping implements recourse.Store.
@@ -88,23 +91,23 @@ type queries struct {
 	q    querier
 	d    Dialect
 	inTx bool
+	// begin starts a transaction the way the Store does (its writer slot
+	// included), so multi-statement writes outside InTx queue alike.
+	begin func(ctx context.Context) (*sql.Tx, func(), error)
 }
 
 // inTransaction runs fn in a transaction, or directly when already in one.
 func (s queries) inTransaction(ctx context.Context, fn func(q queries) error) error {
-	if s.inTx {
+	if s.inTx || s.begin == nil {
 		return fn(s)
 	}
-	db, ok := s.q.(*sql.DB)
-	if !ok {
-		return fn(s)
-	}
-	tx, err := db.BeginTx(ctx, nil)
+	tx, release, err := s.begin(ctx)
 	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+		return err
 	}
+	defer release()
 	defer tx.Rollback()
-	if err := fn(queries{q: tx, d: s.d, inTx: true}); err != nil {
+	if err := fn(queries{q: tx, d: s.d, inTx: true, begin: s.begin}); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
