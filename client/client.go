@@ -668,9 +668,20 @@ func (c *Client) ContinueRecovery(ctx context.Context, h *RecoveryHandle, opts .
 }
 
 // CompleteRecovery finishes a ready request; newPassword is needed for a
-// password reset.
+// password reset. The answer carries the person's new session.
 func (c *Client) CompleteRecovery(ctx context.Context, h *RecoveryHandle, completionToken, newPassword string, opts ...CallOption) (*CompletedRecovery, error) {
+	return c.complete(ctx, h, CompleteRecoveryRequest{CompletionToken: completionToken, NewPassword: newPassword}, opts)
+}
+
+// CompleteRecoveryWithAccessPass finishes a ready lost-device request
+// (authenticator.recover) with a temporary access pass for the new device
+// instead of a session: the answer's AccessPass, shown only this once.
+// Any other action is refused (code invalid) and the token stays good.
+func (c *Client) CompleteRecoveryWithAccessPass(ctx context.Context, h *RecoveryHandle, completionToken string, opts ...CallOption) (*CompletedRecovery, error) {
+	return c.complete(ctx, h, CompleteRecoveryRequest{CompletionToken: completionToken, AccessPass: true}, opts)
+}
+
+func (c *Client) complete(ctx context.Context, h *RecoveryHandle, in CompleteRecoveryRequest, opts []CallOption) (*CompletedRecovery, error) {
 	var out CompletedRecovery
-	return &out, c.do(ctx, "POST", selfBase+esc(h.RequestID)+"/complete", nil,
-		CompleteRecoveryRequest{CompletionToken: completionToken, NewPassword: newPassword}, &out, append(opts, withSecret(h.Secret))...)
+	return &out, c.do(ctx, "POST", selfBase+esc(h.RequestID)+"/complete", nil, in, &out, append(opts, withSecret(h.Secret))...)
 }

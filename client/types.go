@@ -377,14 +377,25 @@ type CompleteRecoveryRequest struct {
 	CompletionToken string `json:"completion_token"`
 	// NewPassword is required for password.reset and chosen by the person.
 	NewPassword string `json:"new_password,omitempty"`
+	// AccessPass asks, after a lost device (authenticator.recover), for a
+	// temporary access pass for the new device instead of a session; any
+	// other action refuses it (invalid, field access_pass) and the
+	// completion token stays good.
+	AccessPass bool `json:"access_pass,omitempty"`
 }
 
-// CompletedRecovery carries the new session of the person who recovered.
-// After a device recovery it is restricted to enrolling a new
+// CompletedRecovery carries the new session of the person who recovered,
+// or the temporary access pass they asked for instead. A session after a
+// device recovery, like the pass's, is restricted to enrolling a new
 // authenticator.
 type CompletedRecovery struct {
-	SessionToken string `json:"session_token"`
+	// SessionToken is absent when an access pass was issued.
+	SessionToken string `json:"session_token,omitempty"`
 	Restricted   bool   `json:"restricted"`
+	// AccessPass (tap_…) is shown only in this answer; it signs in once at
+	// /signin/pass until AccessPassExpiresAt.
+	AccessPass          string     `json:"access_pass,omitempty"`
+	AccessPassExpiresAt *time.Time `json:"access_pass_expires_at,omitempty"`
 }
 
 // AuditPage is a page of audit events in their canonical encoding.

@@ -3,6 +3,7 @@ package jobs_test
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"github.com/recourse/recourse"
 	"github.com/recourse/recourse/credential"
 	"github.com/recourse/recourse/jobs"
+	"github.com/recourse/recourse/policy"
 	"github.com/recourse/recourse/service"
 	"github.com/recourse/recourse/store/postgres"
 	"github.com/recourse/recourse/store/sqlite"
@@ -255,11 +257,14 @@ func (w *world) complete(rs *service.RecoveryStart, newPassword string) *service
 	if err != nil {
 		w.t.Fatalf("ContinueRecovery: %v", err)
 	}
-	si, err := w.svc.CompleteRecovery(ctx, rs.RequestID, rs.BrowserSecret, tok, service.Completion{NewPassword: newPassword}, meta())
+	done, err := w.svc.CompleteRecovery(ctx, rs.RequestID, rs.BrowserSecret, tok, service.Completion{NewPassword: newPassword}, meta())
 	if err != nil {
 		w.t.Fatalf("CompleteRecovery: %v", err)
 	}
-	return si
+	if done.SignIn == nil || done.AccessPass != "" {
+		w.t.Fatalf("CompleteRecovery without a pass asked gave %+v, want a session", done)
+	}
+	return done.SignIn
 }
 
 func TestForgotPasswordWithBoundTOTP(t *testing.T) {
@@ -295,11 +300,11 @@ func TestForgotPasswordWithBoundTOTP(t *testing.T) {
 		if _, err := w.svc.CompleteRecovery(ctx, rs.RequestID, rs.BrowserSecret, tok, service.Completion{NewPassword: "password"}, meta()); recourse.ErrorCode(err) != recourse.EINVALID {
 			t.Fatalf("a common password was accepted: %v", err)
 		}
-		si, err := w.svc.CompleteRecovery(ctx, rs.RequestID, rs.BrowserSecret, tok, service.Completion{NewPassword: "saffron-kettle-meadow-9"}, meta())
+		done, err := w.svc.CompleteRecovery(ctx, rs.RequestID, rs.BrowserSecret, tok, service.Completion{NewPassword: "saffron-kettle-meadow-9"}, meta())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if si.Session.Restricted {
+		if done.SignIn.Session.Restricted {
 			t.Error("a password reset left a restricted session")
 		}
 		// The completion token works once.
@@ -761,6 +766,233 @@ func TestTemporaryAccessPass(t *testing.T) {
 		agent, _ := w.signIn("h.berg")
 		if _, _, err := w.svc.IssueAccessPass(ctx, agent, meta()); recourse.ErrorCode(err) != recourse.EFORBIDDEN {
 			t.Fatalf("privileged access pass without approval: %v", err)
+		}
+	})
+}
+
+// passLifetime is how long a pass issued at the completion of the request
+// must live: the requirement's token lifetime, at most a day, else an hour.
+func passLifetime(t *testing.T, w *world, requestID string) time.Duration {
+	t.Helper()
+	r, err := w.store.Recovery(t.Context(), requestID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var req policy.Requirement
+	if err := json.Unmarshal(r.Requirement, &req); err != nil {
+		t.Fatal(err)
+	}
+	if req.Lifetimes.Token <= 0 {
+		return time.Hour
+	}
+	return min(req.Lifetimes.Token, 24*time.Hour)
+}
+
+// TestLostDeviceCompletedWithAccessPass completes a lost-device recovery
+// with a temporary access pass instead of a session: nothing of the old
+// account state survives (sessions, an earlier pass), no session is made,
+// and the new pass signs in once, restricted, within its lifetime only.
+func TestLostDeviceCompletedWithAccessPass(t *testing.T) {
+	backends(t, func(t *testing.T, w *world) {
+		ctx := t.Context()
+		rs := toCoolingOff(t, w)
+		w.clock.Add(24*time.Hour + time.Second)
+		if err := w.svc.AdvanceRecovery(ctx, rs.RequestID); err != nil {
+			t.Fatal(err)
+		}
+		w.wantState(rs, recourse.RecoveryReady)
+		// Live when the recovery completes: a session, and a pass issued
+		// from it (the attacker's, say).
+		p, oldToken := w.signIn("d.chen")
+		early, _, err := w.svc.IssueAccessPass(ctx, p, meta())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, mgrToken := w.signIn("m.okafor")
+
+		tok, err := w.svc.ContinueRecovery(ctx, rs.RequestID, rs.BrowserSecret, meta())
+		if err != nil {
+			t.Fatal(err)
+		}
+		done, err := w.svc.CompleteRecovery(ctx, rs.RequestID, rs.BrowserSecret, tok, service.Completion{AccessPass: true}, meta())
+		if err != nil {
+			t.Fatal(err)
+		}
+		lifetime := passLifetime(t, w, rs.RequestID)
+		if done.SignIn != nil {
+			t.Fatalf("a session came with the access pass: %+v", done.SignIn)
+		}
+		if !strings.HasPrefix(done.AccessPass, service.AccessPassPrefix) || !done.AccessPassExpires.Equal(w.clock.Now().Add(lifetime)) {
+			t.Fatalf("pass %q expires %v, want %v after now", done.AccessPass, done.AccessPassExpires, lifetime)
+		}
+		pass, expires := done.AccessPass, done.AccessPassExpires
+		w.wantState(rs, recourse.RecoveryCompleted)
+		if _, err := w.svc.CompleteRecovery(ctx, rs.RequestID, rs.BrowserSecret, tok, service.Completion{AccessPass: true}, meta()); err == nil {
+			t.Fatal("a completion token was used twice")
+		}
+
+		// No session of the account is left, none was made, and the
+		// manager's own is untouched.
+		if list, err := w.store.Sessions(ctx, "d.chen", w.clock.Now()); err != nil || len(list) != 0 {
+			t.Fatalf("sessions of d.chen after the completion: %d, %v", len(list), err)
+		}
+		if _, err := w.svc.Authenticate(ctx, oldToken); err == nil {
+			t.Fatal("an old session survived the recovery")
+		}
+		if _, err := w.svc.Authenticate(ctx, mgrToken); err != nil {
+			t.Fatalf("another account's session ended: %v", err)
+		}
+		if _, err := w.svc.SignInAccessPass(ctx, "d.chen", early, meta()); recourse.ErrorCode(err) != recourse.EUNAUTHORIZED {
+			t.Fatalf("a pass issued before the recovery signed in: %v", err)
+		}
+		// The lost authenticator app is gone: the password alone signs in.
+		if res, err := w.svc.SignIn(ctx, "d.chen", service.DemoPassword, meta()); err != nil || !res.Complete() {
+			t.Fatalf("the lost authenticator app still counts: %+v %v", res, err)
+		}
+
+		// Every channel hears of the pass and until when, never the pass.
+		until := expires.UTC().Format("2006-01-02 15:04 UTC")
+		for _, to := range []string{"d.chen@example.com", "+15550100001"} {
+			m := w.mail(to, "Your account was recovered")
+			if m == nil || !strings.Contains(m.Body, "temporary access pass was issued") || !strings.Contains(m.Body, until) {
+				t.Errorf("notice to %s: %+v", to, m)
+			}
+		}
+		msgs, _ := w.store.OutboxMessages(ctx, 5000)
+		for _, m := range msgs {
+			if strings.Contains(m.Body, pass) || strings.Contains(m.Body, early) {
+				t.Errorf("a notice to %s holds an access pass", m.To)
+			}
+		}
+
+		// The audit log records the completion with the pass's expiry, and
+		// holds no pass.
+		recs, err := w.store.UnsequencedAuditEvents(ctx, 10000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, rec := range recs {
+			for _, secret := range []string{pass, strings.TrimPrefix(pass, service.AccessPassPrefix), early} {
+				if strings.Contains(string(rec.Data), secret) {
+					t.Fatalf("the audit log holds an access pass: %s", rec.Data)
+				}
+			}
+			var e struct {
+				Action     string            `json:"action"`
+				Attributes map[string]string `json:"attributes"`
+			}
+			if err := json.Unmarshal(rec.Data, &e); err != nil {
+				t.Fatal(err)
+			}
+			if e.Action == recourse.ActionRecoveryComplete && e.Attributes["request"] == rs.RequestID {
+				found = true
+				if e.Attributes["access_pass"] != "issued" || e.Attributes["access_pass_expires_at"] != expires.UTC().Format(time.RFC3339) {
+					t.Errorf("completion event attributes %v", e.Attributes)
+				}
+			}
+		}
+		if !found {
+			t.Fatal("no audit event of the completion")
+		}
+
+		// The pass works once, until the last second of its lifetime, into
+		// a session that can only enrol an authenticator.
+		w.clock.Add(expires.Sub(w.clock.Now()) - time.Second)
+		if _, err := w.svc.SignInAccessPass(ctx, "a.silva", pass, meta()); recourse.ErrorCode(err) != recourse.EUNAUTHORIZED {
+			t.Fatalf("the pass signed in to another account: %v", err)
+		}
+		si, err := w.svc.SignInAccessPass(ctx, "d.chen", pass, meta())
+		if err != nil {
+			t.Fatalf("the pass, a second before it expires: %v", err)
+		}
+		np, err := w.svc.Authenticate(ctx, si.Token)
+		if err != nil || !np.Session.Restricted {
+			t.Fatalf("the pass's session: %+v, %v (must be restricted)", np, err)
+		}
+		if _, err := w.svc.AddChannel(ctx, np, recourse.ChannelEmail, "other@example.com", meta()); recourse.ErrorCode(err) != recourse.EFORBIDDEN {
+			t.Fatalf("the pass's session added a channel: %v", err)
+		}
+		enr, err := w.svc.BeginTOTP(ctx, np, "New phone", meta())
+		if err != nil {
+			t.Fatalf("the pass's session cannot enrol: %v", err)
+		}
+		code, _ := credential.TOTPCode(enr.Secret, w.clock.Now())
+		if err := w.svc.ConfirmTOTP(ctx, np, enr.AuthenticatorID, code, meta()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.svc.SignInAccessPass(ctx, "d.chen", pass, meta()); recourse.ErrorCode(err) != recourse.EUNAUTHORIZED {
+			t.Fatalf("an access pass worked twice: %v", err)
+		}
+	})
+}
+
+// TestAccessPassFromCompletionExpires: a pass from a completion that is
+// not used within its lifetime stops working.
+func TestAccessPassFromCompletionExpires(t *testing.T) {
+	backends(t, func(t *testing.T, w *world) {
+		ctx := t.Context()
+		// Ana lost a security key but holds her authenticator app: her
+		// email code and the app make the request ready at once.
+		rs := w.start("a.silva", "device")
+		if err := w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, w.code("a.silva@example.com"), meta()); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.svc.SubmitTOTP(ctx, rs.RequestID, rs.BrowserSecret, w.totp("a.silva"), meta()); err != nil {
+			t.Fatal(err)
+		}
+		w.wantState(rs, recourse.RecoveryReady)
+		tok, err := w.svc.ContinueRecovery(ctx, rs.RequestID, rs.BrowserSecret, meta())
+		if err != nil {
+			t.Fatal(err)
+		}
+		done, err := w.svc.CompleteRecovery(ctx, rs.RequestID, rs.BrowserSecret, tok, service.Completion{AccessPass: true}, meta())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lifetime := passLifetime(t, w, rs.RequestID); done.AccessPassExpires.Sub(w.clock.Now()) != lifetime {
+			t.Fatalf("pass expires %v after now, want %v", done.AccessPassExpires.Sub(w.clock.Now()), lifetime)
+		}
+		w.clock.Add(done.AccessPassExpires.Sub(w.clock.Now()))
+		if _, err := w.svc.SignInAccessPass(ctx, "a.silva", done.AccessPass, meta()); recourse.ErrorCode(err) != recourse.EUNAUTHORIZED {
+			t.Fatalf("an expired pass signed in: %v", err)
+		}
+	})
+}
+
+// TestAccessPassOnlyForLostDevice: a completion of any other action that
+// asks for a pass is refused before its token is used, and the same token
+// then finishes it the ordinary way.
+func TestAccessPassOnlyForLostDevice(t *testing.T) {
+	backends(t, func(t *testing.T, w *world) {
+		ctx := t.Context()
+		rs := w.start("d.chen", "password")
+		if err := w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, w.code("d.chen@example.com"), meta()); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.svc.SubmitTOTP(ctx, rs.RequestID, rs.BrowserSecret, w.totp("d.chen"), meta()); err != nil {
+			t.Fatal(err)
+		}
+		tok, err := w.svc.ContinueRecovery(ctx, rs.RequestID, rs.BrowserSecret, meta())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = w.svc.CompleteRecovery(ctx, rs.RequestID, rs.BrowserSecret, tok,
+			service.Completion{NewPassword: "saffron-kettle-meadow-9", AccessPass: true}, meta())
+		var e *recourse.Error
+		if !errors.As(err, &e) || e.Code != recourse.EINVALID || e.Field != "access_pass" {
+			t.Fatalf("a pass for a password reset: %v, want invalid access_pass", err)
+		}
+		w.wantState(rs, recourse.RecoveryReady)
+		done, err := w.svc.CompleteRecovery(ctx, rs.RequestID, rs.BrowserSecret, tok, service.Completion{NewPassword: "saffron-kettle-meadow-9"}, meta())
+		if err != nil {
+			t.Fatalf("the token after the refusal: %v", err)
+		}
+		if done.SignIn == nil || done.AccessPass != "" || done.SignIn.Session.Restricted {
+			t.Fatalf("completion = %+v, want an unrestricted session and no pass", done)
+		}
+		if _, err := w.svc.SignIn(ctx, "d.chen", "saffron-kettle-meadow-9", meta()); err != nil {
+			t.Fatalf("the new password: %v", err)
 		}
 	})
 }

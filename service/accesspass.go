@@ -7,6 +7,7 @@ import (
 
 	"github.com/recourse/recourse"
 	"github.com/recourse/recourse/credential"
+	"github.com/recourse/recourse/policy"
 )
 
 // AccessPassPrefix marks temporary access passes.
@@ -15,16 +16,30 @@ const AccessPassPrefix = "tap_"
 // accessPassTTL bounds a pass when the policy sets no token lifetime.
 const accessPassTTL = time.Hour
 
+// maxAccessPassTTL caps a policy's token lifetime for a pass: a pass is a
+// bearer credential for the whole account, never a standing one.
+const maxAccessPassTTL = 24 * time.Hour
+
+// accessPassLifetime is how long a pass issued under the requirement lives:
+// the requirement's token lifetime, at most a day, else accessPassTTL.
+func accessPassLifetime(req *policy.Requirement) time.Duration {
+	if req != nil && req.Lifetimes.Token > 0 {
+		return min(req.Lifetimes.Token, maxAccessPassTTL)
+	}
+	return accessPassTTL
+}
+
 // IssueAccessPass issues a temporary access pass (access.temporary) to the
 // signed-in holder, through the policy: for signing in once on a new device
 // to enrol an authenticator there. It is shown once, stored as an HMAC,
 // single use, short-lived, and replaces any earlier pass of the account.
 func (s *Service) IssueAccessPass(ctx context.Context, p *Principal, meta Meta) (string, time.Time, error) {
 	pass := credential.NewToken(AccessPassPrefix)
-	expires := s.now().Add(accessPassTTL)
-	if d, err := s.Decide(ctx, p.Account.ID, "access.temporary", policyRequest(p, meta, s.now())); err == nil && d.Requirement != nil && d.Requirement.Lifetimes.Token > 0 {
-		expires = s.now().Add(min(d.Requirement.Lifetimes.Token, 24*time.Hour))
+	var req *policy.Requirement
+	if d, err := s.Decide(ctx, p.Account.ID, "access.temporary", policyRequest(p, meta, s.now())); err == nil {
+		req = d.Requirement
 	}
+	expires := s.now().Add(accessPassLifetime(req))
 	err := s.routine(ctx, p, "access.temporary", meta, func(tx recourse.Tx) error {
 		if _, err := tx.RevokeAccessPasses(ctx, p.Account.ID, s.now()); err != nil {
 			return err

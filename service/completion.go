@@ -47,14 +47,33 @@ type Completion struct {
 	// NewPassword is required for password.reset; the person chooses it,
 	// nobody else ever does.
 	NewPassword string
+	// AccessPass asks, after a lost device (authenticator.recover), for a
+	// temporary access pass to sign in on the new device instead of a
+	// session in this browser. Any other action refuses it before the
+	// completion token is used, so the token stays good.
+	AccessPass bool
+}
+
+// Completed is what a finished recovery gives the person: a session in the
+// browser that completed it, or, when they asked for one, a temporary
+// access pass for their new device. Exactly one of the two is set.
+type Completed struct {
+	// SignIn is the new session; nil when an access pass was issued.
+	SignIn *SignIn
+	// AccessPass (tap_…) is shown once and stored only as an HMAC: it signs
+	// in once, before AccessPassExpires, into a session restricted to
+	// enrolling an authenticator.
+	AccessPass        string
+	AccessPassExpires time.Time
 }
 
 // completeRecovery consumes the completion token (exactly once, whatever
 // the races), applies the change, revokes every other session, token and
 // open request of the account, notifies every channel, and signs the person
-// in. After a device recovery the new session is restricted to enrolling a
-// new authenticator.
-func (s *Service) completeRecovery(ctx context.Context, id, secret, token string, in Completion, meta Meta) (*SignIn, error) {
+// in — or, when asked after a lost device, issues the account's one
+// temporary access pass instead. After a device recovery the new session
+// (or the pass's) is restricted to enrolling a new authenticator.
+func (s *Service) completeRecovery(ctx context.Context, id, secret, token string, in Completion, meta Meta) (*Completed, error) {
 	if !credential.ValidToken(CompletionTokenPrefix, token) {
 		return nil, errRecoveryClosed
 	}
@@ -62,6 +81,9 @@ func (s *Service) completeRecovery(ctx context.Context, id, secret, token string
 	r0, err := s.loadForBrowser(ctx, s.store, id, secret)
 	if err != nil {
 		return nil, errRecoveryClosed
+	}
+	if in.AccessPass && r0.Action != "authenticator.recover" {
+		return nil, recourse.FieldError("access_pass", "A temporary access pass can only finish the recovery of a lost device. Finish this recovery here instead.")
 	}
 	a, err := s.store.Account(ctx, r0.AccountID)
 	if err != nil {
@@ -76,8 +98,14 @@ func (s *Service) completeRecovery(ctx context.Context, id, secret, token string
 		}
 	}
 	now := s.now()
-	sessToken := credential.NewToken(SessionTokenPrefix)
+	var sessToken, pass string
+	if in.AccessPass {
+		pass = credential.NewToken(AccessPassPrefix)
+	} else {
+		sessToken = credential.NewToken(SessionTokenPrefix)
+	}
 	var ses *recourse.Session
+	var passExpires time.Time
 	err = s.store.InTx(ctx, func(tx recourse.Tx) error {
 		t, err := tx.UseToken(ctx, s.hasher.Sum("token", token), recourse.TokenCompletion, now)
 		if err != nil {
@@ -132,6 +160,8 @@ func (s *Service) completeRecovery(ctx context.Context, id, secret, token string
 		if _, err := tx.RevokeSessions(ctx, a.ID, "", now); err != nil {
 			return err
 		}
+		// Every token, earlier access passes included: they are the
+		// account's tokens too.
 		if _, err := tx.RevokeTokens(ctx, a.ID, t.ID, now); err != nil {
 			return err
 		}
@@ -158,21 +188,51 @@ func (s *Service) completeRecovery(ctx context.Context, id, secret, token string
 		if err := s.transition(ctx, tx, r, recourse.RecoveryCompleted, "", meta); err != nil {
 			return err
 		}
+		attrs := map[string]string{"request": r.ID, "action": r.Action}
+		if in.AccessPass {
+			// The pass, not a session: bound to the account alone (no
+			// request, no browser), so it works on the new device. The
+			// account's earlier passes already ended above with every other
+			// token; revoking by purpose as well states the one-pass rule
+			// where a pass is made, as IssueAccessPass does.
+			req, err := requirementOf(r)
+			if err != nil {
+				return err
+			}
+			passExpires = now.Add(accessPassLifetime(req))
+			if _, err := tx.RevokeAccessPasses(ctx, a.ID, now); err != nil {
+				return err
+			}
+			if err := tx.CreateToken(ctx, &recourse.Token{Hash: s.hasher.Sum("token", pass), Purpose: recourse.TokenAccessPass,
+				AccountID: a.ID, ExpiresAt: passExpires, CreatedAt: now}); err != nil {
+				return err
+			}
+			attrs["access_pass"], attrs["access_pass_expires_at"] = "issued", passExpires.UTC().Format(time.RFC3339)
+		} else {
+			attrs["restricted_session"] = boolString(restricted)
+		}
 		if err := s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionRecoveryComplete, Outcome: recourse.OutcomeSuccess,
-			SubjectID: a.ID, PolicyDigest: r.PolicyDigest, Attributes: map[string]string{"request": r.ID, "action": r.Action, "restricted_session": boolString(restricted)}}, meta); err != nil {
+			SubjectID: a.ID, PolicyDigest: r.PolicyDigest, Attributes: attrs}, meta); err != nil {
 			return err
 		}
-		ses = &recourse.Session{AccountID: a.ID, TokenHash: s.tokenHash(sessToken), Methods: []string{"recovery"}, AuthTime: now, ReauthAt: now,
-			CreatedAt: now, IP: meta.IP, UserAgent: truncate(meta.UserAgent, 300), Restricted: restricted}
-		s.setAAL(ses, recourse.AAL1, now)
-		if err := tx.CreateSession(ctx, ses); err != nil {
-			return err
+		if !in.AccessPass {
+			ses = &recourse.Session{AccountID: a.ID, TokenHash: s.tokenHash(sessToken), Methods: []string{"recovery"}, AuthTime: now, ReauthAt: now,
+				CreatedAt: now, IP: meta.IP, UserAgent: truncate(meta.UserAgent, 300), Restricted: restricted}
+			s.setAAL(ses, recourse.AAL1, now)
+			if err := tx.CreateSession(ctx, ses); err != nil {
+				return err
+			}
 		}
 		lines := []string{
 			"The recovery of your account (" + describeAction(r.Action) + ") was completed.",
 			"Every other session was signed out and every outstanding code and link stopped working.",
 		}
-		if restricted {
+		switch {
+		case in.AccessPass:
+			lines = append(lines, "Every authenticator app and passkey of the account was removed.",
+				"A temporary access pass was issued instead of a session. It works once, until "+passExpires.UTC().Format("2006-01-02 15:04 UTC")+
+					", to sign in on a new device and add an authenticator there.")
+		case restricted:
 			lines = append(lines, "Every authenticator app and passkey of the account was removed; add a new one now.")
 		}
 		// a was read before the change: its channels are the old ones, and
@@ -188,8 +248,12 @@ func (s *Service) completeRecovery(ctx context.Context, id, secret, token string
 	if err != nil {
 		return nil, internal("complete recovery", err)
 	}
+	if in.AccessPass {
+		s.log.Info("recovery completed", "account", r0.AccountID, "request", id, "access_pass", "issued")
+		return &Completed{AccessPass: pass, AccessPassExpires: passExpires}, nil
+	}
 	s.log.Info("recovery completed", "account", ses.AccountID, "request", id, "restricted", ses.Restricted)
-	return &SignIn{Token: sessToken, Session: ses}, nil
+	return &Completed{SignIn: &SignIn{Token: sessToken, Session: ses}}, nil
 }
 
 func boolString(b bool) string {

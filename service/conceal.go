@@ -74,9 +74,11 @@ func (s *Service) ContinueRecovery(ctx context.Context, id, secret string, meta 
 // CompleteRecovery consumes the completion token (exactly once, whatever
 // the races), applies the change, revokes every other session, token and
 // open request of the account, notifies every channel, and signs the person
-// in. After a device recovery the new session is restricted to enrolling a
-// new authenticator.
-func (s *Service) CompleteRecovery(ctx context.Context, id, secret, token string, in Completion, meta Meta) (*SignIn, error) {
+// in — or, after a lost device and when in.AccessPass asks for it, issues a
+// temporary access pass instead (Completed.SignIn is then nil). After a
+// device recovery the new session is restricted to enrolling a new
+// authenticator.
+func (s *Service) CompleteRecovery(ctx context.Context, id, secret, token string, in Completion, meta Meta) (*Completed, error) {
 	rev := s.revealed(ctx, id, secret)
 	if !rev {
 		return nil, errWrongCode

@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -307,6 +308,81 @@ func TestAPISelfService(t *testing.T) {
 	}
 	if _, err := e.svc.SignIn(t.Context(), "d.chen", "saffron-kettle-meadow-9", service.Meta{}); err != nil {
 		t.Fatalf("the new password does not work: %v", err)
+	}
+}
+
+// TestAPISelfServiceAccessPass: through the Go client, a lost-device
+// recovery ends with a temporary access pass instead of a session, and a
+// password reset that asks for one is refused with its token kept.
+func TestAPISelfServiceAccessPass(t *testing.T) {
+	e := newAPIEnv(t)
+	ctx := t.Context()
+	c, err := apiv1.New(e.ts.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// ready drives a request of the person to ready with their email code
+	// and their authenticator app (for a lost device: they lost a security
+	// key but hold the app, which the built-in policy accepts at once).
+	ready := func(username, lost string) (*apiv1.RecoveryHandle, string) {
+		t.Helper()
+		h, err := c.StartRecovery(ctx, username, lost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.runStarts()
+		if _, err := c.SubmitCode(ctx, h, e.mailedCode(username+"@example.com")); err != nil {
+			t.Fatal(err)
+		}
+		if st, err := c.SubmitTOTP(ctx, h, e.totp(username)); err != nil || st.State != "ready" {
+			t.Fatalf("after the app code: %+v, %v", st, err)
+		}
+		tok, err := c.ContinueRecovery(ctx, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h, tok
+	}
+
+	old := e.session("d.chen")
+	h, tok := ready("d.chen", "device")
+	done, err := c.CompleteRecoveryWithAccessPass(ctx, h, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := e.clock.Now()
+	if done.SessionToken != "" || !done.Restricted || !strings.HasPrefix(done.AccessPass, service.AccessPassPrefix) ||
+		done.AccessPassExpiresAt == nil || !done.AccessPassExpiresAt.After(now) || done.AccessPassExpiresAt.After(now.Add(24*time.Hour)) {
+		t.Fatalf("complete with a pass = %+v", done)
+	}
+	if st, err := c.RecoveryStatus(ctx, h); err != nil || st.State != "completed" {
+		t.Fatalf("state after completion = %+v, %v", st, err)
+	}
+	if list, _ := e.store.Sessions(ctx, "d.chen", now); len(list) != 0 {
+		t.Fatalf("%d sessions of d.chen after completing with a pass, want none", len(list))
+	}
+	if s, _, _ := e.call("GET", "/api/v1/me", nil, cookieOf(old)...); s != http.StatusUnauthorized {
+		t.Fatalf("an old session after the recovery: GET /api/v1/me = %d", s)
+	}
+	si, err := e.svc.SignInAccessPass(ctx, "d.chen", done.AccessPass, service.Meta{IP: "192.0.2.7"})
+	if err != nil || !si.Session.Restricted {
+		t.Fatalf("sign-in with the pass: %+v, %v (must be restricted)", si, err)
+	}
+	if _, err := e.svc.SignInAccessPass(ctx, "d.chen", done.AccessPass, service.Meta{IP: "192.0.2.7"}); err == nil {
+		t.Fatal("the pass worked twice")
+	}
+
+	// A password reset asking for a pass: refused, and the token still
+	// finishes the reset.
+	h, tok = ready("a.silva", "password")
+	_, err = c.CompleteRecoveryWithAccessPass(ctx, h, tok)
+	var ae *apiv1.Error
+	if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest || ae.Code != recourse.EINVALID || ae.Field != "access_pass" {
+		t.Fatalf("a pass for a password reset: %v", err)
+	}
+	done, err = c.CompleteRecovery(ctx, h, tok, "saffron-kettle-meadow-9")
+	if err != nil || !strings.HasPrefix(done.SessionToken, "rss_") || done.Restricted || done.AccessPass != "" || done.AccessPassExpiresAt != nil {
+		t.Fatalf("the reset after the refusal = %+v, %v", done, err)
 	}
 }
 

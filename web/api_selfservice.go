@@ -117,16 +117,21 @@ func (s *Server) apiSelfContinue(c *apiCall) (*apiReply, error) {
 	return okReply(apiv1.CompletionToken{CompletionToken: tok})
 }
 
-// apiSelfComplete applies the change and answers the person's new session.
+// apiSelfComplete applies the change and answers the person's new session,
+// or the temporary access pass they asked for instead.
 func (s *Server) apiSelfComplete(c *apiCall) (*apiReply, error) {
 	var in apiv1.CompleteRecoveryRequest
 	if err := decodeAPIBody(c.body, &in, true); err != nil {
 		return nil, err
 	}
-	si, err := s.svc.CompleteRecovery(c.ctx, c.r.PathValue("id"), c.r.Header.Get(recoverySecretHeader), in.CompletionToken,
-		service.Completion{NewPassword: in.NewPassword}, c.meta)
+	done, err := s.svc.CompleteRecovery(c.ctx, c.r.PathValue("id"), c.r.Header.Get(recoverySecretHeader), in.CompletionToken,
+		service.Completion{NewPassword: in.NewPassword, AccessPass: in.AccessPass}, c.meta)
 	if err != nil {
 		return nil, err
 	}
-	return okReply(apiv1.CompletedRecovery{SessionToken: si.Token, Restricted: si.Session.Restricted})
+	if done.SignIn == nil {
+		exp := done.AccessPassExpires.UTC()
+		return okReply(apiv1.CompletedRecovery{Restricted: true, AccessPass: done.AccessPass, AccessPassExpiresAt: &exp})
+	}
+	return okReply(apiv1.CompletedRecovery{SessionToken: done.SignIn.Token, Restricted: done.SignIn.Session.Restricted})
 }

@@ -58,6 +58,9 @@ func (s *Server) requestWebAuthnFinish(w http.ResponseWriter, r *http.Request) {
 type accessPassData struct {
 	Pass    string
 	Expires time.Time
+	// SignInURL is where the pass is used (the page after a recovery
+	// spells it out for typing on another device).
+	SignInURL string
 }
 
 // accessPassIssue shows a new pass once; it is never shown again.

@@ -292,7 +292,16 @@ type completeData struct {
 	Password    bool
 	MinLength   int
 	MaxLength   int
+	// OfferAccessPass offers, after a lost device, a temporary access pass
+	// for the new device instead of a session here; AccessPass keeps the
+	// choice when the form comes back.
+	OfferAccessPass bool
+	AccessPass      bool
 }
+
+// finishWithAccessPass is the completion form's answer to "how do you want
+// to continue?" that asks for a temporary access pass.
+const finishWithAccessPass = "access_pass"
 
 // requestContinue mints the completion token of a ready request and shows
 // the completion form with it.
@@ -317,13 +326,13 @@ func (s *Server) requestContinue(w http.ResponseWriter, r *http.Request) {
 		s.renderRequest(w, r, httpStatus(err), err, "")
 		return
 	}
-	s.renderComplete(w, r, http.StatusOK, id, tok, v.Action, nil)
+	s.renderComplete(w, r, http.StatusOK, id, tok, v.Action, false, nil)
 }
 
-func (s *Server) renderComplete(w http.ResponseWriter, r *http.Request, status int, id, token, action string, err error) {
+func (s *Server) renderComplete(w http.ResponseWriter, r *http.Request, status int, id, token, action string, accessPass bool, err error) {
 	rules := s.svc.Config().PasswordRules
 	d := completeData{ID: id, Token: token, Action: action, ActionLabel: actionLabel(action), Password: action == "password.reset",
-		MinLength: rules.MinLength, MaxLength: rules.MaxLength}
+		MinLength: rules.MinLength, MaxLength: rules.MaxLength, OfferAccessPass: action == "authenticator.recover", AccessPass: accessPass}
 	p := page{Title: "Finish your recovery", Data: d}
 	if err != nil {
 		p.Error, p.Field = recourse.ErrorMessage(err), errorField(err, "")
@@ -336,7 +345,9 @@ func (s *Server) renderComplete(w http.ResponseWriter, r *http.Request, status i
 
 // requestComplete applies the change, signs the person in and sends them to
 // the security page (restricted after a device recovery, where the page asks
-// for a new authenticator).
+// for a new authenticator). A person who lost their device may instead ask
+// for a temporary access pass: the answer shows it once and signs nobody
+// in here.
 func (s *Server) requestComplete(w http.ResponseWriter, r *http.Request) {
 	if err := parseForm(w, r); err != nil {
 		s.renderError(w, r, err)
@@ -354,29 +365,40 @@ func (s *Server) requestComplete(w http.ResponseWriter, r *http.Request) {
 		s.renderRequest(w, r, http.StatusBadRequest, errUnrevealed, "code")
 		return
 	}
-	var in service.Completion
+	// The choice goes to the service as asked, offered or not: it refuses
+	// a pass for any action but a lost device rather than silently signing
+	// in someone who asked for one.
+	in := service.Completion{AccessPass: r.PostFormValue("finish") == finishWithAccessPass}
 	if v.Action == "password.reset" {
 		in.NewPassword = r.PostFormValue("new_password")
 		if in.NewPassword != r.PostFormValue("confirm_password") {
-			s.renderComplete(w, r, http.StatusBadRequest, id, token, v.Action,
+			s.renderComplete(w, r, http.StatusBadRequest, id, token, v.Action, in.AccessPass,
 				recourse.FieldError("confirm_password", "The two passwords are not the same. Type the new password twice."))
 			return
 		}
 	}
-	si, err := s.svc.CompleteRecovery(r.Context(), id, secret, token, in, s.meta(r))
+	done, err := s.svc.CompleteRecovery(r.Context(), id, secret, token, in, s.meta(r))
 	if err != nil {
 		switch recourse.ErrorCode(err) {
 		case recourse.EINTERNAL:
 			s.renderError(w, r, err)
-		case recourse.EINVALID: // the password rules; the token is still good
-			s.renderComplete(w, r, http.StatusBadRequest, id, token, v.Action, err)
+		case recourse.EINVALID: // the password rules or a pass refused; the token is still good
+			s.renderComplete(w, r, http.StatusBadRequest, id, token, v.Action, in.AccessPass, err)
 		default:
 			s.renderRequest(w, r, httpStatus(err), err, "")
 		}
 		return
 	}
 	clearRecoveryCookie(w)
-	s.setSession(w, si.Token)
+	if done.SignIn == nil {
+		// Shown in the answer to the POST, once (render sends no-store);
+		// nobody is signed in here.
+		s.render(w, r, http.StatusOK, "recover_access_pass", page{Title: "Your temporary access pass",
+			Data: accessPassData{Pass: done.AccessPass, Expires: done.AccessPassExpires,
+				SignInURL: strings.TrimSuffix(s.svc.Config().PublicURL, "/") + "/signin/pass"}})
+		return
+	}
+	s.setSession(w, done.SignIn.Token)
 	redirect(w, r, "/account?done=recovered")
 }
 

@@ -186,6 +186,16 @@ func TestBrowserLostDeviceRecovery(t *testing.T) {
 		t.Fatalf("continue: %v", err)
 	}
 	shot(t, ctx, dir, "6-finish")
+	// The form offers a temporary access pass for a new device; signing in
+	// here is the default, and each choice has its label.
+	choice, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => {
+		const here = document.getElementById("finish-here"), pass = document.getElementById("finish-access-pass");
+		return here !== null && pass !== null && here.checked && !pass.checked && here.labels.length === 1 && pass.labels.length === 1 &&
+			pass.labels[0].textContent.includes("temporary access pass");
+	})()`))
+	if err != nil || !choice {
+		t.Fatalf("the completion form's choice (sign in here by default, or a pass): %v %v", choice, err)
+	}
 	err = chromedp.Do(ctx, chromedp.Click(chromedp.ID("complete")), chromedp.WaitVisible(chromedp.ID("finish-recovery")))
 	if err != nil {
 		t.Fatalf("complete: %v", err)

@@ -278,6 +278,80 @@ func TestLostDeviceFlow(t *testing.T) {
 	}
 }
 
+// TestLostDeviceAccessPassFlow finishes a lost-device recovery on the pages
+// with a temporary access pass instead of a session: the form offers the
+// choice, the answer shows the pass once and signs nobody in, and the pass
+// signs in once at /signin/pass into a restricted session.
+func TestLostDeviceAccessPassFlow(t *testing.T) {
+	w := newWorld(t, false)
+	user := w.client()
+	old := w.client()
+	w.signIn(old, "d.chen")
+	// Daniel lost his security key but holds his authenticator app: his
+	// email code and the app make the request ready at once.
+	id := w.startRecovery(user, "d.chen", "device")
+	user.post("/recover/"+id+"/code", url.Values{"code": {w.code("d.chen@example.com")}})
+	user.post("/recover/"+id+"/totp", url.Values{"code": {w.totp("d.chen")}})
+	resp, body := user.post("/recover/"+id+"/continue", nil)
+	checkNoInlineCode(t, "completion form with the pass choice", body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("continue = %d", resp.StatusCode)
+	}
+	for _, re := range []string{
+		`<legend>How do you want to continue\?</legend>`,
+		`<label><input type="radio" name="finish" value="here" id="finish-here" [^>]*checked> Sign in here and add a new authenticator now</label>`,
+		`<label><input type="radio" name="finish" value="access_pass" id="finish-access-pass" aria-describedby="hint-finish-access-pass" *> Give me a temporary access pass for my new device</label>`,
+	} {
+		if !regexp.MustCompile(re).MatchString(body) {
+			t.Errorf("the completion form lacks %s", re)
+		}
+	}
+	token := formValue(t, body, "token")
+	resp, body = user.post("/recover/"+id+"/complete", url.Values{"token": {token}, "finish": {"access_pass"}})
+	checkNoInlineCode(t, "access pass page", body)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("complete with a pass = %d, Cache-Control %q", resp.StatusCode, resp.Header.Get("Cache-Control"))
+	}
+	m := regexp.MustCompile(`id="access-pass">(tap_[a-z2-7]+)<`).FindStringSubmatch(body)
+	if m == nil || !strings.Contains(body, `href="/signin/pass"`) || !strings.Contains(body, w.base+"/signin/pass") ||
+		!regexp.MustCompile(`<time datetime="[0-9TZ:-]+">`).MatchString(body) {
+		t.Fatal("the page does not show the pass, its expiry and where to use it")
+	}
+	for _, c := range resp.Cookies() {
+		if c.Name == sessionCookie && c.Value != "" {
+			t.Error("completing with a pass set a session cookie")
+		}
+	}
+	if _, ok := user.cookies[recoveryCookie]; ok {
+		t.Error("the recovery cookie outlived the completed request")
+	}
+	if resp, _ := user.get("/account"); resp.Header.Get("Location") != "/signin" {
+		t.Errorf("the completing browser is signed in: /account -> %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if resp, _ := old.get("/account"); resp.StatusCode == http.StatusOK {
+		t.Error("an old session survived the recovery")
+	}
+	if r := w.recovery(id); r.State != recourse.RecoveryCompleted {
+		t.Fatalf("state = %s", r.State)
+	}
+
+	// On the new device.
+	device := w.client()
+	_, body = device.get("/signin/pass")
+	checkNoInlineCode(t, "/signin/pass", body)
+	resp, _ = device.post("/signin/pass", url.Values{"identifier": {"d.chen"}, "pass": {m[1]}})
+	if resp.Header.Get("Location") != "/account" || device.cookies[sessionCookie] == "" {
+		t.Fatalf("pass sign-in -> %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	_, body = device.get("/account")
+	if !strings.Contains(body, "Finish your recovery: add a new authenticator") || strings.Contains(body, `action="/account/password"`) {
+		t.Error("the pass's session is not restricted to enrolment")
+	}
+	if resp, _ := w.client().post("/signin/pass", url.Values{"identifier": {"d.chen"}, "pass": {m[1]}}); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the pass worked twice: %d", resp.StatusCode)
+	}
+}
+
 // TestPasswordResetCompletion checks the completion form of a password reset:
 // the two passwords must match and follow the rules, and the token survives
 // a refused attempt.
@@ -316,7 +390,16 @@ func TestPasswordResetCompletion(t *testing.T) {
 			}
 		})
 	}
-	resp, _ := user.post("/recover/"+id+"/complete", url.Values{"token": {token}, "new_password": {"saffron-kettle-meadow-9"}, "confirm_password": {"saffron-kettle-meadow-9"}})
+	if strings.Contains(body, `name="finish"`) {
+		t.Error("a password reset offers a temporary access pass")
+	}
+	// Asked for anyway (a crafted form), a pass is refused and the token kept.
+	resp, body := user.post("/recover/"+id+"/complete", url.Values{"token": {token}, "finish": {"access_pass"},
+		"new_password": {"saffron-kettle-meadow-9"}, "confirm_password": {"saffron-kettle-meadow-9"}})
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "only finish the recovery of a lost device") || formValue(t, body, "token") != token {
+		t.Fatalf("a pass for a password reset = %d; want 400 with the token kept", resp.StatusCode)
+	}
+	resp, _ = user.post("/recover/"+id+"/complete", url.Values{"token": {token}, "new_password": {"saffron-kettle-meadow-9"}, "confirm_password": {"saffron-kettle-meadow-9"}})
 	if resp.Header.Get("Location") != "/account?done=recovered" {
 		t.Fatalf("complete -> %d %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
