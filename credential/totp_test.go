@@ -2,6 +2,8 @@ package credential
 
 import (
 	"bytes"
+	"github.com/makiuchi-d/gozxing"
+	"github.com/makiuchi-d/gozxing/qrcode"
 	"image/png"
 	"net/url"
 	"testing"
@@ -183,6 +185,28 @@ func TestTOTPQRCodePNG(t *testing.T) {
 	}
 	if b := img.Bounds(); b.Dx() != 256 || b.Dy() != 256 {
 		t.Errorf("image is %dx%d; want 256x256", b.Dx(), b.Dy())
+	}
+	// A scanner reads back exactly the otpauth URL (ZXing's decoder).
+	for _, size := range []int{64, 240, 256, 1000} {
+		data, err := TOTPQRCodePNG(key.URL, size)
+		if err != nil {
+			t.Fatalf("size %d: %v", size, err)
+		}
+		img, err := png.Decode(bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bmp, err := gozxing.NewBinaryBitmapFromImage(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := qrcode.NewQRCodeReader().Decode(bmp, map[gozxing.DecodeHintType]any{gozxing.DecodeHintType_PURE_BARCODE: true})
+		if err != nil {
+			t.Fatalf("size %d: the QR code does not decode: %v", size, err)
+		}
+		if res.GetText() != key.URL {
+			t.Fatalf("size %d: the QR code says %q, want %q", size, res.GetText(), key.URL)
+		}
 	}
 
 	tests := []struct {
