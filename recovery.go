@@ -150,6 +150,13 @@ type RecoveryTx interface {
 	Recoveries(ctx context.Context, accountID string, openOnly bool) ([]*Recovery, error)
 	// OpenRecoveries lists open requests in the given states, oldest first.
 	OpenRecoveries(ctx context.Context, states []RecoveryState, limit int) ([]*Recovery, error)
+	// ExpiredRecoveries lists the ids of open requests whose expiry is at
+	// or before now, soonest first (the hygiene sweep expires them).
+	ExpiredRecoveries(ctx context.Context, now time.Time, limit int) ([]string, error)
+	// DeleteExpiredSecrets deletes the tokens and recovery codes that
+	// expired before before (used or not: they can never work again), and
+	// returns how many.
+	DeleteExpiredSecrets(ctx context.Context, before time.Time) (int, error)
 
 	AddRecoveryEvidence(ctx context.Context, e *RecoveryEvidence) error
 	RecoveryEvidence(ctx context.Context, requestID string) ([]*RecoveryEvidence, error)

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/riverdriver/riverdatabasesql"
@@ -40,6 +41,13 @@ type AdvanceArgs struct {
 // Kind implements river.JobArgs.
 func (AdvanceArgs) Kind() string { return "recovery_advance" }
 
+// SweepArgs is the periodic hygiene job (service.Sweep): it expires
+// requests past their expiry and deletes expired tokens and codes.
+type SweepArgs struct{}
+
+// Kind implements river.JobArgs.
+func (SweepArgs) Kind() string { return "recovery_sweep" }
+
 // DeliverArgs is the job that delivers one stored notification (a mail or
 // a webhook call); it retries with exponential back-off and jitter.
 type DeliverArgs struct {
@@ -59,11 +67,14 @@ const (
 	QueueWebhooks = "notify_webhooks"
 )
 
-func driver(db *sql.DB, dialect string) (riverdriver.Driver[*sql.Tx], error) {
+func driver(db *sql.DB, dialect string, listener *pgxpool.Pool) (riverdriver.Driver[*sql.Tx], error) {
 	switch dialect {
 	case "sqlite":
 		return riversqlite.New(db), nil
 	case "postgres":
+		if listener != nil {
+			return riverdatabasesql.NewWithPgxListener(db, listener), nil
+		}
 		return riverdatabasesql.New(db), nil
 	}
 	return nil, fmt.Errorf("jobs: unknown dialect %q", dialect)
@@ -71,7 +82,7 @@ func driver(db *sql.DB, dialect string) (riverdriver.Driver[*sql.Tx], error) {
 
 // Migrate applies River's own schema migrations.
 func Migrate(ctx context.Context, db *sql.DB, dialect string, log *slog.Logger) error {
-	d, err := driver(db, dialect)
+	d, err := driver(db, dialect, nil)
 	if err != nil {
 		return err
 	}
@@ -109,11 +120,23 @@ func (h levelShift) Enabled(context.Context, slog.Level) bool { return true }
 
 // Options tune the queue.
 type Options struct {
-	// PollInterval is how often workers look for due jobs (default 50ms).
-	// The queue is poll-only and a job inserted in a transaction does not
-	// wake it, so this is how long a "Can't sign in?" waits before its
-	// code is sent, at worst; each idle poll is one small query per queue.
+	// PollInterval is how often workers look for due jobs when nothing
+	// told them of any (default 1s). A job this process inserts wakes its
+	// workers as soon as the inserting transaction commits (wake.go); on
+	// PostgreSQL with Listener set, jobs inserted by other replicas arrive
+	// by LISTEN/NOTIFY. The poll finds the rest — on SQLite, jobs another
+	// process (the CLI) inserted; each idle poll is one small query per
+	// queue.
 	PollInterval time.Duration
+	// Listener is a pgx pool on the same PostgreSQL database, for River's
+	// LISTEN connection (one connection, taken from the pool for good).
+	// Without it a PostgreSQL queue is poll-only: jobs from other
+	// replicas wait for the poll.
+	Listener *pgxpool.Pool
+	// SweepInterval is how often the leader enqueues the hygiene sweep
+	// (default 1 minute): a request is marked expired at most this long
+	// after its expiry (reads treat it as expired at once).
+	SweepInterval time.Duration
 	// Workers bounds concurrent jobs (default 10).
 	Workers int
 	// JobTimeout bounds one job (default 1 minute). RescueAfter is when a
@@ -138,6 +161,7 @@ type Queue struct {
 	svc    atomic.Pointer[service.Service]
 	log    *slog.Logger
 	opts   Options
+	wake   *wake
 }
 
 var (
@@ -147,15 +171,18 @@ var (
 
 // New builds the queue over db. Call Start to run its workers.
 func New(db *sql.DB, dialect string, log *slog.Logger, opts Options) (*Queue, error) {
-	d, err := driver(db, dialect)
+	d, err := driver(db, dialect, opts.Listener)
 	if err != nil {
 		return nil, err
 	}
 	if opts.PollInterval == 0 {
-		opts.PollInterval = 50 * time.Millisecond
+		opts.PollInterval = time.Second
 	}
 	if opts.Workers == 0 {
 		opts.Workers = 10
+	}
+	if opts.SweepInterval == 0 {
+		opts.SweepInterval = time.Minute
 	}
 	if opts.JobTimeout == 0 {
 		opts.JobTimeout = time.Minute
@@ -175,7 +202,7 @@ func New(db *sql.DB, dialect string, log *slog.Logger, opts Options) (*Queue, er
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	q := &Queue{log: log, opts: opts}
+	q := &Queue{log: log, opts: opts, wake: newWake()}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, river.WorkFunc(func(ctx context.Context, job *river.Job[StartArgs]) error {
 		svc := q.svc.Load()
@@ -191,15 +218,27 @@ func New(db *sql.DB, dialect string, log *slog.Logger, opts Options) (*Queue, er
 		}
 		return svc.AdvanceRecovery(ctx, job.Args.RequestID)
 	}))
+	river.AddWorker(workers, river.WorkFunc(func(ctx context.Context, job *river.Job[SweepArgs]) error {
+		svc := q.svc.Load()
+		if svc == nil {
+			return errors.New("jobs: not started")
+		}
+		_, err := svc.Sweep(ctx)
+		return err
+	}))
 	river.AddWorker(workers, &deliverWorker{q: q})
-	client, err := river.NewClient(d, &river.Config{
+	pollOnly := dialect == "postgres" && opts.Listener == nil
+	client, err := river.NewClient[*sql.Tx](wakeDriver{Driver: d, w: q.wake, local: dialect == "sqlite"}, &river.Config{
 		Queues: map[string]river.QueueConfig{
 			river.QueueDefault: {MaxWorkers: opts.Workers},
 			QueueMail:          {MaxWorkers: opts.MailWorkers},
 			QueueWebhooks:      {MaxWorkers: opts.WebhookWorkers},
 		},
-		Workers:           workers,
-		PollOnly:          true,
+		Workers: workers,
+		PeriodicJobs: []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(opts.SweepInterval),
+			func() (river.JobArgs, *river.InsertOpts) { return SweepArgs{}, &river.InsertOpts{MaxAttempts: 1} },
+			&river.PeriodicJobOpts{RunOnStart: true})},
+		PollOnly:          pollOnly,
 		FetchPollInterval: opts.PollInterval,
 		// After a full fetch, the next comes as soon as a worker is free
 		// and this long has passed: 100ms (River's default) capped the
@@ -243,14 +282,34 @@ func sqlTx(tx recourse.Tx) (*sql.Tx, error) {
 	}
 }
 
+// kickAfterCommit wakes this process's workers for queue once tx has
+// committed (see wake). A transaction that cannot say when it commits
+// leaves the job to the database's notification or the poll.
+func (q *Queue) kickAfterCommit(tx recourse.Tx, queue string) {
+	for {
+		if h, ok := tx.(interface{ AfterCommit(func()) }); ok {
+			h.AfterCommit(func() { q.wake.kick(queue) })
+			return
+		}
+		u, ok := tx.(interface{ Unwrap() recourse.Tx })
+		if !ok {
+			return
+		}
+		tx = u.Unwrap()
+	}
+}
+
 // ScheduleStart implements service.Scheduler.
 func (q *Queue) ScheduleStart(ctx context.Context, tx recourse.Tx, job service.StartJob) error {
 	t, err := sqlTx(tx)
 	if err != nil {
 		return err
 	}
-	_, err = q.client.InsertTx(ctx, t, StartArgs{job}, &river.InsertOpts{MaxAttempts: 5})
-	return err
+	if _, err = q.client.InsertTx(ctx, t, StartArgs{job}, &river.InsertOpts{MaxAttempts: 5}); err != nil {
+		return err
+	}
+	q.kickAfterCommit(tx, river.QueueDefault)
+	return nil
 }
 
 // ScheduleAdvance implements service.Scheduler.
@@ -259,8 +318,11 @@ func (q *Queue) ScheduleAdvance(ctx context.Context, tx recourse.Tx, requestID s
 	if err != nil {
 		return err
 	}
-	_, err = q.client.InsertTx(ctx, t, AdvanceArgs{RequestID: requestID}, &river.InsertOpts{ScheduledAt: at, MaxAttempts: 10})
-	return err
+	if _, err = q.client.InsertTx(ctx, t, AdvanceArgs{RequestID: requestID}, &river.InsertOpts{ScheduledAt: at, MaxAttempts: 10}); err != nil {
+		return err
+	}
+	q.kickAfterCommit(tx, river.QueueDefault)
+	return nil
 }
 
 // ScheduleDelivery implements service.DeliveryScheduler.
@@ -273,8 +335,11 @@ func (q *Queue) ScheduleDelivery(ctx context.Context, tx recourse.Tx, n *recours
 	if n.Kind == recourse.NotifyWebhook {
 		queue = QueueWebhooks
 	}
-	_, err = q.client.InsertTx(ctx, t, DeliverArgs{NotificationID: n.ID}, &river.InsertOpts{Queue: queue, MaxAttempts: q.opts.DeliveryAttempts})
-	return err
+	if _, err = q.client.InsertTx(ctx, t, DeliverArgs{NotificationID: n.ID}, &river.InsertOpts{Queue: queue, MaxAttempts: q.opts.DeliveryAttempts}); err != nil {
+		return err
+	}
+	q.kickAfterCommit(tx, queue)
+	return nil
 }
 
 // deliverWorker makes one delivery attempt per run. The service records

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -66,6 +67,7 @@ func newWorld(t *testing.T, backend string) *world {
 	var st recourse.Store
 	var db *sql.DB
 	var reopen func() recourse.Store
+	var listener *pgxpool.Pool // River's LISTEN connection, as serve sets it
 	switch backend {
 	case "sqlite":
 		path := filepath.Join(t.TempDir(), "w.db")
@@ -88,7 +90,7 @@ func newWorld(t *testing.T, backend string) *world {
 		if err != nil {
 			t.Fatal(err)
 		}
-		st, db = s, s.DB()
+		st, db, listener = s, s.DB(), s.Pool
 		reopen = func() recourse.Store {
 			s, err := postgres.Open(ctx, dsn, postgres.Options{})
 			if err != nil {
@@ -101,7 +103,7 @@ func newWorld(t *testing.T, backend string) *world {
 	if err := jobs.Migrate(ctx, db, backend, nil); err != nil {
 		t.Fatal(err)
 	}
-	q, err := jobs.New(db, backend, nil, jobs.Options{PollInterval: 20 * time.Millisecond})
+	q, err := jobs.New(db, backend, nil, jobs.Options{PollInterval: 20 * time.Millisecond, Listener: listener})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1023,6 +1025,62 @@ func TestUnrevealedStepsLookAlike(t *testing.T) {
 			if fmt.Sprint(k) != fmt.Sprint(u) {
 				t.Fatalf("round %d: a real identifier answers\n%v\nbut an unknown one\n%v", round, k, u)
 			}
+		}
+	})
+}
+
+// TestIdleRequestExpiresAndSecretsAreSwept: a request nobody finishes
+// expires (72 h under the built-in policy): reads say so at once, the sweep
+// stores it with its audit event and deletes its codes and tokens.
+func TestIdleRequestExpiresAndSecretsAreSwept(t *testing.T) {
+	backends(t, func(t *testing.T, w *world) {
+		ctx := t.Context()
+		rs := w.start("d.chen", "password")
+		code := w.code("d.chen@example.com")
+		if swept, err := w.svc.Sweep(ctx); err != nil || swept.Expired != 0 {
+			t.Fatalf("sweep before the expiry: %+v, %v", swept, err)
+		}
+		r, err := w.store.Recovery(ctx, rs.RequestID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.clock.Add(r.ExpiresAt.Sub(w.clock.Now()))
+		// Past its expiry its code no longer works, before any sweep.
+		if err := w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, code, meta()); err == nil {
+			t.Fatal("a code worked on an expired request")
+		}
+		swept, err := w.svc.Sweep(ctx)
+		if err != nil || swept.Expired != 1 || swept.SecretsDeleted == 0 {
+			t.Fatalf("sweep: %+v, %v", swept, err)
+		}
+		if r, err := w.store.Recovery(ctx, rs.RequestID); err != nil || r.State != recourse.RecoveryExpired {
+			t.Fatalf("stored state after the sweep: %v, %v", r.State, err)
+		}
+		if cs, err := w.store.Challenges(ctx, rs.RequestID); err != nil || len(cs) != 0 {
+			t.Fatalf("codes left after the sweep: %d, %v", len(cs), err)
+		}
+		recs, err := w.store.UnsequencedAuditEvents(ctx, 10000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, rec := range recs {
+			var e struct {
+				Action     string            `json:"action"`
+				After      map[string]string `json:"after"`
+				Attributes map[string]string `json:"attributes"`
+			}
+			if err := json.Unmarshal(rec.Data, &e); err != nil {
+				t.Fatal(err)
+			}
+			found = found || (e.Action == recourse.ActionRecoveryTransition && e.Attributes["request"] == rs.RequestID &&
+				e.After["state"] == string(recourse.RecoveryExpired))
+		}
+		if !found {
+			t.Error("no audit event for the expiry")
+		}
+		if swept, err := w.svc.Sweep(ctx); err != nil || swept.Expired != 0 {
+			t.Fatalf("second sweep: %+v, %v", swept, err)
 		}
 	})
 }

@@ -531,16 +531,25 @@ func (s *Service) reportApproval(ctx context.Context, tx recourse.Tx, subject *r
 // the account until the help desk steps in: a lock-out the security team
 // hears of.
 func (s *Service) countRecoveryFailure(ctx context.Context, accountID string, meta Meta) (int, error) {
-	n, err := s.store.RecordRecoveryFailure(ctx, accountID)
+	var n int
+	err := s.store.InTx(ctx, func(tx recourse.Tx) (err error) {
+		n, err = s.countRecoveryFailureTx(ctx, tx, accountID, meta)
+		return err
+	})
+	return n, err
+}
+
+// countRecoveryFailureTx is countRecoveryFailure in the caller's
+// transaction.
+func (s *Service) countRecoveryFailureTx(ctx context.Context, tx recourse.Tx, accountID string, meta Meta) (int, error) {
+	n, err := tx.RecordRecoveryFailure(ctx, accountID)
 	if err != nil || n != maxRecoveryFailures {
 		return n, err
 	}
 	s.log.Warn("recovery stopped after too many wrong codes", "account", accountID, "failures", n)
-	return n, s.store.InTx(ctx, func(tx recourse.Tx) error {
-		return s.alertSecurity(ctx, tx, securityAlert{Event: notify.EventLockout, Subject: "Recovery of " + accountID + " stopped",
-			Lines: []string{fmt.Sprintf("Account %s reached %d wrong recovery codes; it cannot recover until the help desk steps in.", accountID, n)},
-			Data:  map[string]any{"account_id": accountID, "reason": "recovery_code_failures", "failures": n}, SkipGroup: true}, meta)
-	})
+	return n, s.alertSecurity(ctx, tx, securityAlert{Event: notify.EventLockout, Subject: "Recovery of " + accountID + " stopped",
+		Lines: []string{fmt.Sprintf("Account %s reached %d wrong recovery codes; it cannot recover until the help desk steps in.", accountID, n)},
+		Data:  map[string]any{"account_id": accountID, "reason": "recovery_code_failures", "failures": n}, SkipGroup: true}, meta)
 }
 
 // noticeCancelled tells every confirmed address that the holder's request

@@ -24,7 +24,7 @@ type Scheduler interface {
 	// ScheduleStart queues the processing of a "Can't sign in?" request.
 	ScheduleStart(ctx context.Context, tx recourse.Tx, job StartJob) error
 	// ScheduleAdvance queues a re-evaluation of a request at a time (the end
-	// of a cooling-off, an expiry).
+	// of a cooling-off). Expiries are the sweep's (Sweep).
 	ScheduleAdvance(ctx context.Context, tx recourse.Tx, requestID string, at time.Time) error
 }
 
@@ -211,13 +211,10 @@ func (s *Service) openRecovery(ctx context.Context, a *recourse.Account, action,
 		}, meta); err != nil {
 			return err
 		}
-		if err := s.reportOpened(ctx, tx, a, r, d, meta); err != nil {
-			return err
-		}
-		if s.scheduler != nil {
-			return s.scheduler.ScheduleAdvance(ctx, tx, r.ID, r.ExpiresAt)
-		}
-		return nil
+		// No job waits for the expiry: the periodic sweep expires the
+		// request (Sweep), and until then every read treats it as expired
+		// (effectiveState).
+		return s.reportOpened(ctx, tx, a, r, d, meta)
 	})
 }
 
@@ -537,43 +534,60 @@ func (s *Service) checkChallenge(ctx context.Context, r *recourse.Recovery, code
 		return errTooManyCodes
 	}
 	now := s.now()
-	cands, err := s.store.TakeChallengeAttempts(ctx, r.ID, maxCodeAttempts, now)
-	if err != nil {
-		return internal("check code", err)
-	}
-	var match *recourse.Challenge
-	for _, c := range cands {
-		if credential.Equal(c.CodeHash, s.hasher.Sum("challenge:"+c.ID, code)) {
-			match = c
-		}
-	}
-	if match == nil {
-		n, err := s.countRecoveryFailure(ctx, r.AccountID, meta)
-		if err != nil {
-			return internal("count failure", err)
-		}
-		_ = s.recordAuditTx(ctx, recourse.AuditEvent{Action: recourse.ActionRecoveryEvidence, Outcome: recourse.OutcomeFailure, SubjectID: r.AccountID,
-			Reason: "wrong code", Attributes: map[string]string{"request": r.ID, "failures": fmt.Sprint(n)}}, meta)
-		if n >= maxRecoveryFailures {
-			return errTooManyCodes
-		}
-		return errWrongCode
-	}
-	return s.recordEvidence(ctx, r.ID, meta, func(tx recourse.Tx, r *recourse.Recovery) error {
-		ok, err := tx.UseChallenge(ctx, match.ID, now)
+	// One transaction takes the attempt, compares, and either records the
+	// evidence or counts the failure: an attempt is never taken without
+	// its outcome being stored, and a right code costs one write.
+	var refused error
+	err = s.store.InTx(ctx, func(tx recourse.Tx) error {
+		refused = nil
+		cands, err := tx.TakeChallengeAttempts(ctx, r.ID, maxCodeAttempts, now)
 		if err != nil {
 			return err
 		}
-		if !ok {
-			return errWrongCode // a racing submission used it first
+		var match *recourse.Challenge
+		for _, c := range cands {
+			if credential.Equal(c.CodeHash, s.hasher.Sum("challenge:"+c.ID, code)) {
+				match = c
+			}
 		}
-		ch, err := tx.Channel(ctx, match.ChannelID)
-		age := time.Duration(0)
-		if err == nil && ch.VerifiedAt != nil {
-			age = now.Sub(*ch.VerifiedAt)
+		if match == nil {
+			n, err := s.countRecoveryFailureTx(ctx, tx, r.AccountID, meta)
+			if err != nil {
+				return err
+			}
+			if err := s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionRecoveryEvidence, Outcome: recourse.OutcomeFailure, SubjectID: r.AccountID,
+				Reason: "wrong code", Attributes: map[string]string{"request": r.ID, "failures": fmt.Sprint(n)}}, meta); err != nil {
+				return err
+			}
+			refused = errWrongCode
+			if n >= maxRecoveryFailures {
+				refused = errTooManyCodes
+			}
+			return nil // the attempt and the failure are kept
 		}
-		return s.addEvidence(ctx, tx, r, "code", policy.Code{Channel: match.Kind, ChannelAge: age}, "")
-	}, "code by "+match.Kind)
+		return s.recordEvidenceTx(ctx, tx, r.ID, meta, func(tx recourse.Tx, r *recourse.Recovery) error {
+			ok, err := tx.UseChallenge(ctx, match.ID, now)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return errWrongCode // a racing submission used it first
+			}
+			ch, err := tx.Channel(ctx, match.ChannelID)
+			age := time.Duration(0)
+			if err == nil && ch.VerifiedAt != nil {
+				age = now.Sub(*ch.VerifiedAt)
+			}
+			return s.addEvidence(ctx, tx, r, "code", policy.Code{Channel: match.Kind, ChannelAge: age}, "")
+		}, "code by "+match.Kind)
+	})
+	if err != nil && recourse.ErrorCode(err) == recourse.EINTERNAL {
+		return internal("check code", err)
+	}
+	if err != nil {
+		return err
+	}
+	return refused
 }
 
 // submitTOTP proves possession of a still-bound authenticator app. A code
@@ -656,28 +670,31 @@ func (s *Service) submitSavedRecoveryCode(ctx context.Context, id, secret, code 
 // recordEvidence adds evidence in one transaction with the state change it
 // causes and its audit event.
 func (s *Service) recordEvidence(ctx context.Context, id string, meta Meta, add func(tx recourse.Tx, r *recourse.Recovery) error, label string) error {
-	err := s.store.InTx(ctx, func(tx recourse.Tx) error {
-		r, err := tx.Recovery(ctx, id)
-		if err != nil {
-			return err
-		}
-		if !r.State.Open() {
-			return errRecoveryClosed
-		}
-		if err := add(tx, r); err != nil {
-			return err
-		}
-		if err := s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionRecoveryEvidence, Outcome: recourse.OutcomeSuccess,
-			SubjectID: r.AccountID, PolicyDigest: r.PolicyDigest, Evidence: []string{label},
-			Attributes: map[string]string{"request": r.ID}}, meta); err != nil {
-			return err
-		}
-		return s.advance(ctx, tx, r, meta)
-	})
+	err := s.store.InTx(ctx, func(tx recourse.Tx) error { return s.recordEvidenceTx(ctx, tx, id, meta, add, label) })
 	if err != nil && recourse.ErrorCode(err) == recourse.EINTERNAL {
 		return internal("record evidence", err)
 	}
 	return err
+}
+
+// recordEvidenceTx is recordEvidence inside the caller's transaction.
+func (s *Service) recordEvidenceTx(ctx context.Context, tx recourse.Tx, id string, meta Meta, add func(tx recourse.Tx, r *recourse.Recovery) error, label string) error {
+	r, err := tx.Recovery(ctx, id)
+	if err != nil {
+		return err
+	}
+	if !r.State.Open() {
+		return errRecoveryClosed
+	}
+	if err := add(tx, r); err != nil {
+		return err
+	}
+	if err := s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionRecoveryEvidence, Outcome: recourse.OutcomeSuccess,
+		SubjectID: r.AccountID, PolicyDigest: r.PolicyDigest, Evidence: []string{label},
+		Attributes: map[string]string{"request": r.ID}}, meta); err != nil {
+		return err
+	}
+	return s.advance(ctx, tx, r, meta)
 }
 
 // ResendRecoveryCodes sends fresh codes to the channels of a request that
@@ -720,10 +737,52 @@ func (s *Service) ResendRecoveryCodes(ctx context.Context, id, secret string, me
 	return internal("resend codes", err)
 }
 
+// ---- hygiene ----
+
+// sweepBatch bounds the requests one sweep expires; the next sweep takes
+// the rest.
+const sweepBatch = 500
+
+// Swept is what one sweep did.
+type Swept struct {
+	// Expired counts the requests moved to expired.
+	Expired int
+	// SecretsDeleted counts expired tokens and recovery codes deleted.
+	SecretsDeleted int
+}
+
+// Sweep is the workflow's hygiene, run periodically by the job queue (and
+// safe to run on several replicas at once): it expires every open request
+// past its expiry — each in its own transaction with its audit event and
+// notices, as AdvanceRecovery does — and deletes the tokens and recovery
+// codes that expired (they can never work again; only their HMACs were
+// stored).
+func (s *Service) Sweep(ctx context.Context) (Swept, error) {
+	var out Swept
+	now := s.now()
+	ids, err := s.store.ExpiredRecoveries(ctx, now, sweepBatch)
+	if err != nil {
+		return out, internal("sweep", err)
+	}
+	for _, id := range ids {
+		if err := s.AdvanceRecovery(ctx, id); err != nil {
+			return out, internal("sweep: expire "+id, err)
+		}
+		out.Expired++
+	}
+	if out.SecretsDeleted, err = s.store.DeleteExpiredSecrets(ctx, now); err != nil {
+		return out, internal("sweep", err)
+	}
+	if out.Expired > 0 || out.SecretsDeleted > 0 {
+		s.log.Info("sweep", "expired_requests", out.Expired, "deleted_secrets", out.SecretsDeleted)
+	}
+	return out, nil
+}
+
 // ---- state machine ----
 
 // AdvanceRecovery re-evaluates a request (the job queue calls it at the end
-// of a cooling-off and at expiry). It is idempotent.
+// of a cooling-off, the sweep at expiry). It is idempotent.
 func (s *Service) AdvanceRecovery(ctx context.Context, id string) error {
 	err := s.store.InTx(ctx, func(tx recourse.Tx) error {
 		r, err := tx.Recovery(ctx, id)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"io"
 	"log/slog"
 	"net/url"
@@ -126,6 +127,18 @@ func sqlDB(st recourse.Store) (*sql.DB, string, error) {
 		return sqlDB(s.Unwrap())
 	}
 	return nil, "", fmt.Errorf("no SQL database under %T", st)
+}
+
+// pgxPool returns the pgx pool under a PostgreSQL store (the job queue
+// listens for other replicas' jobs on it), or nil.
+func pgxPool(st recourse.Store) *pgxpool.Pool {
+	switch s := st.(type) {
+	case *postgres.Store:
+		return s.Pool
+	case interface{ Unwrap() recourse.Store }:
+		return pgxPool(s.Unwrap())
+	}
+	return nil
 }
 
 // serviceConfig translates the file configuration for the service.

@@ -81,7 +81,8 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 			return err
 		}
 	}
-	queue, err := jobs.New(db, dialect, log, jobs.Options{DeliveryAttempts: c.Notify.MaxAttempts, WebhookWorkers: c.Notify.WebhookWorkers})
+	queue, err := jobs.New(db, dialect, log, jobs.Options{DeliveryAttempts: c.Notify.MaxAttempts, WebhookWorkers: c.Notify.WebhookWorkers,
+		Listener: pgxPool(st)})
 	if err != nil {
 		return err
 	}

@@ -126,6 +126,42 @@ func (s queries) OpenRecoveries(ctx context.Context, states []recourse.RecoveryS
         ORDER BY created_at, id LIMIT %d`, limit))
 }
 
+func (s queries) ExpiredRecoveries(ctx context.Context, now time.Time, limit int) ([]string, error) {
+	if limit <= 0 || limit > 10000 {
+		limit = 10000
+	}
+	rows, err := s.q.QueryContext(ctx, fmt.Sprintf(`SELECT id FROM recovery_requests WHERE state IN (`+stateList(openStates)+`)
+        AND expires_at <= $1 ORDER BY expires_at, id LIMIT %d`, limit), utc(now))
+	if err != nil {
+		return nil, s.wrap("expired recoveries", err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, s.wrap("expired recoveries", err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, s.wrap("expired recoveries", rows.Err())
+}
+
+func (s queries) DeleteExpiredSecrets(ctx context.Context, before time.Time) (int, error) {
+	var total int
+	err := s.inTransaction(ctx, func(q queries) error {
+		for _, stmt := range []string{`DELETE FROM tokens WHERE expires_at < $1`, `DELETE FROM challenges WHERE expires_at < $1`} {
+			n, err := affected(q.q.ExecContext(ctx, stmt, utc(before)))
+			if err != nil {
+				return err
+			}
+			total += n
+		}
+		return nil
+	})
+	return total, s.wrap("delete expired secrets", err)
+}
+
 func (s queries) AddRecoveryEvidence(ctx context.Context, e *recourse.RecoveryEvidence) error {
 	err := s.q.QueryRowContext(ctx, `INSERT INTO recovery_evidence (request_id, kind, detail, actor_id, created_at)
         VALUES ($1, $2, $3, $4, $5) RETURNING id`, e.RequestID, e.Kind, e.Detail, e.ActorID, utc(e.CreatedAt)).Scan(&e.ID)

@@ -94,6 +94,21 @@ type queries struct {
 	// begin starts a transaction the way the Store does (its writer slot
 	// included), so multi-statement writes outside InTx queue alike.
 	begin func(ctx context.Context) (*sql.Tx, func(), error)
+	// committed collects what AfterCommit asked to run once the
+	// transaction has committed; nil outside a transaction.
+	committed *[]func()
+}
+
+// AfterCommit runs fn once the current transaction has committed, and never
+// if it rolls back; outside a transaction it runs fn at once. fn must not
+// block: the job queue uses it to wake its workers for the jobs the
+// transaction inserted.
+func (s queries) AfterCommit(fn func()) {
+	if s.committed == nil {
+		fn()
+		return
+	}
+	*s.committed = append(*s.committed, fn)
 }
 
 // inTransaction runs fn in a transaction, or directly when already in one.
@@ -107,11 +122,15 @@ func (s queries) inTransaction(ctx context.Context, fn func(q queries) error) er
 	}
 	defer release()
 	defer tx.Rollback()
-	if err := fn(queries{q: tx, d: s.d, inTx: true, begin: s.begin}); err != nil {
+	var committed []func()
+	if err := fn(queries{q: tx, d: s.d, inTx: true, begin: s.begin, committed: &committed}); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
+	}
+	for _, f := range committed {
+		f()
 	}
 	return nil
 }

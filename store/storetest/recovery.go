@@ -3,6 +3,7 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -250,5 +251,65 @@ func testRecoveryFailuresAndFreeze(t *testing.T, s recourse.Store) {
 	}
 	if err := s.SetAccountFrozen(ctx, "ghost", &at); !errors.Is(err, recourse.ErrNotFound) {
 		t.Errorf("freeze unknown: %v", err)
+	}
+}
+
+// testRecoveryExpiryAndSweep: the hygiene sweep finds open requests past
+// their expiry (only open ones, soonest first) and deletes expired tokens
+// and codes, used or not, and nothing else.
+func testRecoveryExpiryAndSweep(t *testing.T, s recourse.Store) {
+	ctx := t.Context()
+	mustCreate(t, s, NewAccount("a"))
+	soon, later, closed := newRecovery(t, s, "a"), newRecovery(t, s, "a"), newRecovery(t, s, "a")
+	soon.ExpiresAt = T0.Add(time.Hour)
+	if err := s.UpdateRecovery(ctx, soon); err != nil {
+		t.Fatal(err)
+	}
+	closed.State = recourse.RecoveryCompleted
+	if err := s.UpdateRecovery(ctx, closed); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		at   time.Time
+		want []string
+	}{
+		{T0, nil},
+		{T0.Add(time.Hour), []string{soon.ID}},
+		{T0.Add(100 * time.Hour), []string{soon.ID, later.ID}},
+	} {
+		ids, err := s.ExpiredRecoveries(ctx, tc.at, 10)
+		if err != nil || !slices.Equal(ids, tc.want) {
+			t.Errorf("ExpiredRecoveries(%v) = %v, %v; want %v", tc.at.Sub(T0), ids, err, tc.want)
+		}
+	}
+	if ids, _ := s.ExpiredRecoveries(ctx, T0.Add(100*time.Hour), 1); len(ids) != 1 {
+		t.Errorf("limit 1: %v", ids)
+	}
+
+	used := T0.Add(time.Minute)
+	for i, exp := range []time.Duration{time.Minute, 2 * time.Hour} {
+		if err := s.CreateChallenge(ctx, &recourse.Challenge{RequestID: soon.ID, ChannelID: "ch", Kind: "email",
+			CodeHash: []byte{byte(i)}, ExpiresAt: T0.Add(exp), CreatedAt: T0}); err != nil {
+			t.Fatal(err)
+		}
+		tok := &recourse.Token{Hash: []byte{'t', byte(i)}, Purpose: recourse.TokenCompletion, RequestID: soon.ID, AccountID: "a",
+			ExpiresAt: T0.Add(exp), CreatedAt: T0}
+		if i == 0 {
+			tok.UsedAt = &used
+		}
+		if err := s.CreateToken(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := s.DeleteExpiredSecrets(ctx, T0.Add(time.Hour))
+	if err != nil || n != 2 {
+		t.Fatalf("DeleteExpiredSecrets = %d, %v; want 2 (a code and a token)", n, err)
+	}
+	left, err := s.Challenges(ctx, soon.ID)
+	if err != nil || len(left) != 1 || !left[0].ExpiresAt.Equal(T0.Add(2*time.Hour)) {
+		t.Fatalf("challenges left: %v, %v", left, err)
+	}
+	if _, err := s.UseToken(ctx, []byte{'t', 1}, recourse.TokenCompletion, T0.Add(time.Hour)); err != nil {
+		t.Errorf("the unexpired token was deleted: %v", err)
 	}
 }

@@ -37,9 +37,11 @@ func Run(t *testing.T, newStore func(t *testing.T) recourse.Store) {
 		{"Sessions", testSessions},
 		{"Outbox", testOutbox},
 		{"TxRollback", testTxRollback},
+		{"AfterCommit", testAfterCommit},
 		{"RecoveryLifecycle", testRecoveryLifecycle},
 		{"RecoveryTokenRace", testRecoveryTokenRace},
 		{"RecoveryChallengeAttempts", testRecoveryChallengeAttempts},
+		{"RecoveryExpiryAndSweep", testRecoveryExpiryAndSweep},
 		{"RecoveryVotesOncePerPerson", testRecoveryVotesOncePerPerson},
 		{"RecoveryFailuresAndFreeze", testRecoveryFailuresAndFreeze},
 		{"AuditAppendAndSequence", testAuditAppendAndSequence},
@@ -633,6 +635,46 @@ func testOutbox(t *testing.T, s recourse.Store) {
 	ms, _ = s.OutboxMessages(ctx, 3)
 	if len(ms) != 3 || ms[0].Subject != "tie2" || ms[1].Subject != "tie1" || ms[2].Subject != "tie0" {
 		t.Errorf("same-time messages out of order: %v %v %v", ms[0].Subject, ms[1].Subject, ms[2].Subject)
+	}
+}
+
+// testAfterCommit: what a transaction asks to run after it commits runs
+// once the commit is visible to everyone, and never after a rollback (the
+// job queue wakes its workers with it).
+func testAfterCommit(t *testing.T, s recourse.Store) {
+	ctx := t.Context()
+	type afterCommitter interface{ AfterCommit(func()) }
+	var ran []string
+	err := s.InTx(ctx, func(tx recourse.Tx) error {
+		ac, ok := tx.(afterCommitter)
+		if !ok {
+			t.Fatalf("%T has no AfterCommit", tx)
+		}
+		if err := tx.CreateAccount(ctx, NewAccount("after-commit")); err != nil {
+			return err
+		}
+		ac.AfterCommit(func() {
+			_, err := s.Account(ctx, "after-commit")
+			ran = append(ran, fmt.Sprintf("committed visible=%v", err == nil))
+		})
+		if len(ran) != 0 {
+			t.Errorf("AfterCommit ran inside the transaction")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"committed visible=true"}; !slices.Equal(ran, want) {
+		t.Errorf("after commit: ran %q, want %q", ran, want)
+	}
+	ran = nil
+	_ = s.InTx(ctx, func(tx recourse.Tx) error {
+		tx.(afterCommitter).AfterCommit(func() { ran = append(ran, "rolled back") })
+		return errors.New("boom")
+	})
+	if len(ran) != 0 {
+		t.Errorf("after rollback: ran %q, want nothing", ran)
 	}
 }
 
