@@ -31,7 +31,6 @@ func Dialect() sqlstore.Dialect {
 		Migrations: sub,
 		// BEGIN IMMEDIATE already serialises writers.
 		ForUpdate: "",
-		OneWriter: true,
 		ListContains: func(col, param string) string {
 			return "EXISTS (SELECT 1 FROM json_each(" + col + ") WHERE json_each.value = " + param + ")"
 		},
@@ -63,7 +62,8 @@ func OpenDB(path string) (*sql.DB, error) {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
 	// Connections keep their compiled statements (stmtcache.go).
-	db := sql.OpenDB(cachingConnector{base})
+	// Writers queue at one gate (writegate.go).
+	db := sql.OpenDB(cachingConnector{base: base, gate: make(writeGate, 1)})
 	db.SetMaxOpenConns(8)
 	db.SetMaxIdleConns(8)
 	db.SetConnMaxIdleTime(5 * time.Minute)

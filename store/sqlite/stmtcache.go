@@ -21,6 +21,7 @@ const stmtCacheSize = 128
 // is never handed out a second time: the second query is compiled afresh.
 type cachingConnector struct {
 	base driver.Connector
+	gate writeGate // shared by every connection (writegate.go)
 }
 
 // Connect implements driver.Connector.
@@ -33,7 +34,7 @@ func (c cachingConnector) Connect(ctx context.Context) (driver.Conn, error) {
 		conn.Close()
 		return nil, errors.New("sqlite: the driver's connection lacks an interface the statement cache needs")
 	}
-	return &cachingConn{Conn: conn, byQuery: map[string]*list.Element{}, lru: list.New()}, nil
+	return &cachingConn{Conn: conn, gate: c.gate, byQuery: map[string]*list.Element{}, lru: list.New()}, nil
 }
 
 // Driver implements driver.Connector.
@@ -56,6 +57,8 @@ type driverConn interface {
 // from one goroutine at a time, so the cache needs no lock.
 type cachingConn struct {
 	driver.Conn
+	gate    writeGate
+	inTx    bool                     // a transaction holds the gate for its statements
 	byQuery map[string]*list.Element // of *cachedStmt, most recently used first in lru
 	lru     *list.List
 }
@@ -71,8 +74,28 @@ type cachedStmt struct {
 func (c *cachingConn) inner() driverConn { return c.Conn.(driverConn) }
 
 // BeginTx implements driver.ConnBeginTx.
+// Every transaction begins IMMEDIATE (a writer), so it waits for the gate.
 func (c *cachingConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
-	return c.inner().BeginTx(ctx, opts)
+	leave, err := c.gate.enter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tx, err := c.inner().BeginTx(ctx, opts)
+	if err != nil {
+		leave()
+		return nil, err
+	}
+	c.inTx = true
+	return &gatedTx{Tx: tx, done: func() { c.inTx = false; leave() }}, nil
+}
+
+// enterFor takes the gate for a statement that may write outside a
+// transaction; leave is nil when none is needed.
+func (c *cachingConn) enterFor(ctx context.Context, query string) (leave func(), err error) {
+	if c.inTx || c.gate == nil || !writes(query) {
+		return nil, nil
+	}
+	return c.gate.enter(ctx)
 }
 
 // PrepareContext implements driver.ConnPrepareContext; explicitly prepared
@@ -125,6 +148,13 @@ func (c *cachingConn) release(cs *cachedStmt) { cs.busy = false }
 
 // ExecContext implements driver.ExecerContext.
 func (c *cachingConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	leave, err := c.enterFor(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if leave != nil {
+		defer leave()
+	}
 	cs, err := c.take(ctx, query)
 	if err != nil {
 		return nil, err
@@ -138,19 +168,34 @@ func (c *cachingConn) ExecContext(ctx context.Context, query string, args []driv
 
 // QueryContext implements driver.QueryerContext.
 func (c *cachingConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	cs, err := c.take(ctx, query)
+	leave, err := c.enterFor(ctx, query)
 	if err != nil {
 		return nil, err
 	}
+	if leave == nil {
+		leave = func() {}
+	}
+	cs, err := c.take(ctx, query)
+	if err != nil {
+		leave()
+		return nil, err
+	}
 	if cs == nil {
-		return c.inner().QueryContext(ctx, query, args)
+		rows, err := c.inner().QueryContext(ctx, query, args)
+		if err != nil {
+			leave()
+			return nil, err
+		}
+		return &cachedRows{Rows: rows, done: leave}, nil
 	}
 	rows, err := cs.stmt.(driver.StmtQueryContext).QueryContext(ctx, args)
 	if err != nil {
 		c.release(cs)
+		leave()
 		return nil, err
 	}
-	return &cachedRows{Rows: rows, done: func() { c.release(cs) }}, nil
+	// A write's RETURNING rows hold the gate until they are closed.
+	return &cachedRows{Rows: rows, done: func() { c.release(cs); leave() }}, nil
 }
 
 // Close implements driver.Conn: the cached statements, then the connection.

@@ -24,9 +24,6 @@ type Dialect struct {
 	ForUpdate string
 	// IsUniqueViolation reports whether err is a unique-constraint failure.
 	IsUniqueViolation func(err error) bool
-	// OneWriter says the database admits one write transaction at a time
-	// (SQLite): InTx then queues writers in the process.
-	OneWriter bool
 	// SequencerLock is a query returning one boolean: whether the current
 	// transaction now holds the audit sequencer's lock (held until it ends).
 	// Empty where every write transaction already excludes the others.

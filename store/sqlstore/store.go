@@ -24,23 +24,13 @@ type querier interface {
 type Store struct {
 	queries
 	db *sql.DB
-	// writers queues this process's transactions when the database admits
-	// one writer at a time (Dialect.OneWriter), so they wait their turn in
-	// a queue instead of in the database's sleep-and-retry busy handler.
-	writers chan struct{}
 }
-
-// writerWait bounds the wait for the writer queue; after it the
-// transaction goes to the database anyway, whose own busy timeout then
-// applies (so a transaction begun inside another fails as it always did,
-// rather than waiting forever).
-const writerWait = 10 * time.Second
 
 var _ recourse.Store = (*Store)(nil)
 
 // New wraps an open, migrated database.
 func New(db *sql.DB, d Dialect) *Store {
-	st := &Store{db: db, writers: make(chan struct{}, 1)}
+	st := &Store{db: db}
 	st.queries = queries{q: db, d: d, begin: st.begin}
 	return st
 }
@@ -48,28 +38,14 @@ func New(db *sql.DB, d Dialect) *Store {
 // DB returns the underlying database handle.
 func (s *Store) DB() *sql.DB { return s.db }
 
-// begin starts a write transaction. On a one-writer database it first
-// takes this process's writer slot (bounded by writerWait); release gives it
-// back.
-func (s *Store) begin(ctx context.Context) (tx *sql.Tx, release func(), err error) {
-	release = func() {}
-	if s.d.OneWriter {
-		t := time.NewTimer(writerWait)
-		select {
-		case s.writers <- struct{}{}:
-			release = func() { <-s.writers }
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return nil, nil, fmt.Errorf("begin: %w", ctx.Err())
-		}
-		t.Stop()
-	}
-	if tx, err = s.db.BeginTx(ctx, nil); err != nil {
-		release()
+// begin starts a write transaction. (On SQLite, writers queue in the
+// driver: store/sqlite/writegate.go.)
+func (s *Store) begin(ctx context.Context) (*sql.Tx, func(), error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
 		return nil, nil, fmt.Errorf("begin: %w", err)
 	}
-	return tx, release, nil
+	return tx, func() {}, nil
 }
 
 // InTx implements recourse.Store.
