@@ -1084,3 +1084,39 @@ func TestIdleRequestExpiresAndSecretsAreSwept(t *testing.T) {
 		}
 	})
 }
+
+// TestOneActiveAccessPassUnderRace: passes issued for one account at the
+// same moment leave exactly one active; the others are refused with a
+// conflict that changed nothing (on PostgreSQL they really run at once).
+func TestOneActiveAccessPassUnderRace(t *testing.T) {
+	backends(t, func(t *testing.T, w *world) {
+		ctx := t.Context()
+		p, _ := w.signIn("a.silva")
+		const racers = 20
+		var wg sync.WaitGroup
+		errs := make(chan error, racers)
+		for range racers {
+			wg.Go(func() {
+				_, _, err := w.svc.IssueAccessPass(ctx, p, meta())
+				errs <- err
+			})
+		}
+		wg.Wait()
+		close(errs)
+		issued := 0
+		for err := range errs {
+			switch {
+			case err == nil:
+				issued++
+			case recourse.ErrorCode(err) != recourse.ECONFLICT:
+				t.Fatalf("a racing pass failed with %v, want a conflict", err)
+			}
+		}
+		if issued == 0 {
+			t.Fatal("no pass was issued")
+		}
+		if n, err := w.store.RevokeAccessPasses(ctx, p.Account.ID, w.clock.Now()); err != nil || n != 1 {
+			t.Fatalf("active passes after the race: %d, %v; want 1", n, err)
+		}
+	})
+}

@@ -29,6 +29,22 @@ func accessPassLifetime(req *policy.Requirement) time.Duration {
 	return accessPassTTL
 }
 
+// errAccessPassRace answers the loser of two passes issued for one
+// account at the same moment: the database keeps one active pass per
+// account (store migration 0007). Nothing was changed; trying again works.
+var errAccessPassRace = recourse.Errorf(recourse.ECONFLICT, "Another temporary access pass was issued for your account at the same moment. Try again.")
+
+// createAccessPass stores a pass, after the caller revoked the account's
+// earlier ones.
+func createAccessPass(ctx context.Context, tx recourse.Tx, t *recourse.Token) error {
+	if err := tx.CreateToken(ctx, t); errors.Is(err, recourse.ErrConflict) {
+		return errAccessPassRace
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
+
 // IssueAccessPass issues a temporary access pass (access.temporary) to the
 // signed-in holder, through the policy: for signing in once on a new device
 // to enrol an authenticator there. It is shown once, stored as an HMAC,
@@ -44,7 +60,7 @@ func (s *Service) IssueAccessPass(ctx context.Context, p *Principal, meta Meta) 
 		if _, err := tx.RevokeAccessPasses(ctx, p.Account.ID, s.now()); err != nil {
 			return err
 		}
-		return tx.CreateToken(ctx, &recourse.Token{Hash: s.hasher.Sum("token", pass), Purpose: recourse.TokenAccessPass,
+		return createAccessPass(ctx, tx, &recourse.Token{Hash: s.hasher.Sum("token", pass), Purpose: recourse.TokenAccessPass,
 			AccountID: p.Account.ID, ExpiresAt: expires, CreatedAt: s.now()})
 	}, []string{"A temporary access pass was issued", "A temporary access pass for your account was issued. It works once, until " +
 		expires.UTC().Format("2006-01-02 15:04 UTC") + ", to sign in on a new device and add an authenticator there."})

@@ -203,7 +203,7 @@ func (s *Service) completeRecovery(ctx context.Context, id, secret, token string
 			if _, err := tx.RevokeAccessPasses(ctx, a.ID, now); err != nil {
 				return err
 			}
-			if err := tx.CreateToken(ctx, &recourse.Token{Hash: s.hasher.Sum("token", pass), Purpose: recourse.TokenAccessPass,
+			if err := createAccessPass(ctx, tx, &recourse.Token{Hash: s.hasher.Sum("token", pass), Purpose: recourse.TokenAccessPass,
 				AccountID: a.ID, ExpiresAt: passExpires, CreatedAt: now}); err != nil {
 				return err
 			}
@@ -244,6 +244,9 @@ func (s *Service) completeRecovery(ctx context.Context, id, secret, token string
 	})
 	if errors.Is(err, recourse.ErrNotFound) {
 		return nil, errRecoveryClosed
+	}
+	if errors.Is(err, errAccessPassRace) {
+		return nil, err // rolled back: the completion token still works
 	}
 	if err != nil {
 		return nil, internal("complete recovery", err)

@@ -313,3 +313,39 @@ func testRecoveryExpiryAndSweep(t *testing.T, s recourse.Store) {
 		t.Errorf("the unexpired token was deleted: %v", err)
 	}
 }
+
+// testOneAccessPass: the database keeps one active access pass per
+// account; a second is refused (ErrConflict) until the first is used or
+// revoked.
+func testOneAccessPass(t *testing.T, s recourse.Store) {
+	ctx := t.Context()
+	mustCreate(t, s, NewAccount("a"))
+	pass := func(b byte) *recourse.Token {
+		return &recourse.Token{Hash: []byte{'p', b}, Purpose: recourse.TokenAccessPass, AccountID: "a", ExpiresAt: T0.Add(time.Hour), CreatedAt: T0}
+	}
+	if err := s.CreateToken(ctx, pass(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateToken(ctx, pass(2)); !errors.Is(err, recourse.ErrConflict) {
+		t.Fatalf("a second active pass: %v, want ErrConflict", err)
+	}
+	// Other purposes are not limited.
+	for i := byte(0); i < 2; i++ {
+		if err := s.CreateToken(ctx, &recourse.Token{Hash: []byte{'c', i}, Purpose: recourse.TokenCompletion, AccountID: "a",
+			ExpiresAt: T0.Add(time.Hour), CreatedAt: T0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := s.RevokeAccessPasses(ctx, "a", T0); err != nil || n != 1 {
+		t.Fatalf("RevokeAccessPasses = %d, %v", n, err)
+	}
+	if err := s.CreateToken(ctx, pass(3)); err != nil {
+		t.Fatalf("a pass after revoking the first: %v", err)
+	}
+	if _, err := s.UseToken(ctx, []byte{'p', 3}, recourse.TokenAccessPass, T0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateToken(ctx, pass(4)); err != nil {
+		t.Fatalf("a pass after using the last: %v", err)
+	}
+}

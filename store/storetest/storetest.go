@@ -42,6 +42,7 @@ func Run(t *testing.T, newStore func(t *testing.T) recourse.Store) {
 		{"RecoveryTokenRace", testRecoveryTokenRace},
 		{"RecoveryChallengeAttempts", testRecoveryChallengeAttempts},
 		{"RecoveryExpiryAndSweep", testRecoveryExpiryAndSweep},
+		{"OneAccessPass", testOneAccessPass},
 		{"RecoveryVotesOncePerPerson", testRecoveryVotesOncePerPerson},
 		{"RecoveryFailuresAndFreeze", testRecoveryFailuresAndFreeze},
 		{"AuditAppendAndSequence", testAuditAppendAndSequence},
