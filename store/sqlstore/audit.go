@@ -12,8 +12,24 @@ import (
 )
 
 // maxRowsPerStatement bounds multi-row statements (two parameters a row),
-// well inside SQLite's and PostgreSQL's parameter limits.
-const maxRowsPerStatement = 100
+// well inside SQLite's and PostgreSQL's parameter limits. It is a power of
+// two: see rowsPerStatement.
+const maxRowsPerStatement = 64
+
+// rowsPerStatement is how many of n rows the next multi-row statement
+// takes: the largest power of two no larger than n or maxRowsPerStatement.
+// Statements then come in seven shapes, which the statement caches (the
+// SQLite connections', pgx's) keep compiled. With one shape per length,
+// every sequencer round compiled its statements afresh — a hundred-row
+// VALUES list costs milliseconds to compile — and pushed the store's other
+// statements out of the cache.
+func rowsPerStatement(n int) int {
+	c := maxRowsPerStatement
+	for c > n && c > 1 {
+		c /= 2
+	}
+	return c
+}
 
 func (s queries) AddAuditEvent(ctx context.Context, e *recourse.AuditEvent) error {
 	if err := e.Validate(); err != nil {
@@ -79,7 +95,7 @@ func (s queries) UnsequencedAuditEvents(ctx context.Context, limit int) ([]recou
 
 func (s queries) SequenceAuditEvents(ctx context.Context, first int64, rows []int64) error {
 	for len(rows) > 0 {
-		n := min(len(rows), maxRowsPerStatement)
+		n := rowsPerStatement(len(rows))
 		var b strings.Builder
 		b.WriteString(`UPDATE audit_events SET seq = v.column2 FROM (VALUES `)
 		args := make([]any, 0, 2*n)
@@ -223,7 +239,7 @@ func (s queries) ListAuditEvents(ctx context.Context, f recourse.AuditFilter) ([
 
 func (s queries) AddAuditHashes(ctx context.Context, start int64, hashes [][32]byte) error {
 	for len(hashes) > 0 {
-		n := min(len(hashes), maxRowsPerStatement)
+		n := rowsPerStatement(len(hashes))
 		var b strings.Builder
 		b.WriteString(`INSERT INTO audit_hashes (idx, hash) VALUES `)
 		args := make([]any, 0, 2*n)
@@ -248,12 +264,19 @@ func (s queries) AuditHashes(ctx context.Context, indexes []int64) ([][32]byte, 
 	}
 	found := make(map[int64][32]byte, len(indexes))
 	for rest := indexes; len(rest) > 0; {
-		n := min(len(rest), 2*maxRowsPerStatement)
-		ph := make([]string, n)
-		args := make([]any, n)
-		for i := range n {
+		// One statement per 4·maxRowsPerStatement indexes, the list padded
+		// to a power of two with its last index (IN ignores repeats), so
+		// its shapes stay few.
+		n := min(len(rest), 4*maxRowsPerStatement)
+		width := 1
+		for width < n {
+			width *= 2
+		}
+		ph := make([]string, width)
+		args := make([]any, width)
+		for i := range width {
 			ph[i] = fmt.Sprintf("$%d", i+1)
-			args[i] = rest[i]
+			args[i] = rest[min(i, n-1)]
 		}
 		rows, err := s.q.QueryContext(ctx, `SELECT idx, hash FROM audit_hashes WHERE idx IN (`+strings.Join(ph, ", ")+`)`, args...)
 		if err != nil {
