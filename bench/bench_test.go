@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"io"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/recourse/recourse"
+	"github.com/recourse/recourse/audit"
 	"github.com/recourse/recourse/credential"
 	"github.com/recourse/recourse/policy"
 	"github.com/recourse/recourse/service"
@@ -152,6 +154,113 @@ func TestSeed(t *testing.T) {
 	}
 }
 
+// testDatabases are the backends a test runs on: SQLite always,
+// PostgreSQL when RECOURSE_TEST_POSTGRES_DSN is set (required in CI).
+func testDatabases(t *testing.T) map[string]string {
+	t.Helper()
+	dbs := map[string]string{"sqlite": ""}
+	if dsn := os.Getenv("RECOURSE_TEST_POSTGRES_DSN"); dsn != "" {
+		dbs["postgres"] = dsn
+	} else if os.Getenv("CI") == "true" {
+		t.Fatal("CI=true but RECOURSE_TEST_POSTGRES_DSN is not set")
+	}
+	return dbs
+}
+
+// TestFillAuditLog fills the audit log on top of the account seeding's
+// events, checks it verifies with the one key, and that filling again
+// only tops up.
+func TestFillAuditLog(t *testing.T) {
+	for name, dsn := range testDatabases(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := t.Context()
+			db, err := freshDatabase(ctx, t.TempDir(), dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = db.drop(context.Background()) })
+			st, err := db.openStore(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			params := credential.PasswordParams{Time: 1, MemoryKiB: 64, Threads: 1, KeyLen: 32, SaltLen: 16}
+			cfg := service.DefaultConfig()
+			cfg.PasswordParams = params
+			svc, err := service.New(service.Options{Store: st, Config: cfg, Keys: service.Keys{Master: []byte(strings.Repeat("s", 32))}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			const accounts = 40
+			if _, err := seed(ctx, svc, accounts, params, io.Discard, false); err != nil {
+				t.Fatal(err)
+			}
+			seeding, err := st.AuditBacklog(ctx)
+			if err != nil || seeding == 0 {
+				t.Fatalf("the account seeding left %d unsequenced events, %v; want some", seeding, err)
+			}
+			skey, vkey, err := audit.GenerateKey("bench.localhost/audit")
+			if err != nil {
+				t.Fatal(err)
+			}
+			signer, _ := audit.NewSigner(skey)
+			verifier, _ := audit.NewVerifier(vkey)
+			verify := func(want int64) {
+				t.Helper()
+				rep, err := audit.Verify(ctx, st, audit.VerifyOptions{Verifier: verifier, TreeHashes: true})
+				if err != nil {
+					t.Fatalf("verify: %v", err)
+				}
+				if rep.Size != want || rep.Unsequenced != 0 {
+					t.Fatalf("verify: %d events signed, %d unsequenced; want %d and 0", rep.Size, rep.Unsequenced, want)
+				}
+			}
+
+			const want = 3000
+			f, err := fillAuditLog(ctx, st, signer, want, accounts, 2, io.Discard, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.Before != seeding || f.Appended != want-seeding || f.Sequenced != want || f.Size != want {
+				t.Fatalf("fill = %+v; want %d before, %d appended, all %d signed", f, seeding, want-seeding, want)
+			}
+			verify(want)
+
+			// The events look like the service's: bench subjects, typical sizes.
+			evs, err := st.ListAuditEvents(ctx, recourse.AuditFilter{FromSeq: seeding, Limit: 100})
+			if err != nil || len(evs) != 100 {
+				t.Fatalf("list: %d events, %v", len(evs), err)
+			}
+			actions, total := map[string]int{}, 0
+			for _, e := range evs {
+				i, err := strconv.Atoi(strings.TrimPrefix(e.SubjectID, "bench"))
+				if err != nil || i < 1 || i > accounts || e.Actor.AccountID != e.SubjectID {
+					t.Errorf("event %s: subject %q, actor %q; want a bench account acting on itself", e.ID, e.SubjectID, e.Actor.AccountID)
+				}
+				e.Seq = nil
+				data, _ := e.MarshalCanonical()
+				total += len(data)
+				actions[e.Action]++
+			}
+			if avg := total / len(evs); avg < 450 || avg > 700 {
+				t.Errorf("events average %d bytes encoded, want about 570", avg)
+			}
+			if actions[recourse.ActionSignInPassword] == 0 || actions[recourse.ActionRecoveryStart] == 0 {
+				t.Errorf("actions %v: want sign-ins and recoveries", actions)
+			}
+
+			// Filling again appends nothing; a larger target tops up.
+			if f, err := fillAuditLog(ctx, st, signer, want, accounts, 2, io.Discard, false); err != nil || f.Appended != 0 || f.Sequenced != 0 {
+				t.Fatalf("second fill = %+v, %v; want nothing done", f, err)
+			}
+			if f, err := fillAuditLog(ctx, st, signer, want+500, accounts, 2, io.Discard, false); err != nil || f.Appended != 500 || f.Size != want+500 {
+				t.Fatalf("top-up = %+v, %v; want 500 appended", f, err)
+			}
+			verify(want + 500)
+		})
+	}
+}
+
 func TestMailboxCode(t *testing.T) {
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "m.db")
@@ -222,6 +331,9 @@ func TestOptions(t *testing.T) {
 		"too few accounts": func(o *Options) { o.Accounts = 100 },
 		"mysql":            func(o *Options) { o.Database = "mysql://x" },
 		"no launcher":      func(o *Options) { o.Launcher = nil },
+		"negative audit":   func(o *Options) { o.AuditEvents = -1 },
+		"too large audit":  func(o *Options) { o.AuditEvents = MaxAuditEvents + 1 },
+		"audit with url":   func(o *Options) { o.AuditEvents = 1000; o.URL = "http://127.0.0.1:8080" },
 	} {
 		o := DefaultOptions()
 		o.Launcher = noLauncher{}
@@ -229,6 +341,10 @@ func TestOptions(t *testing.T) {
 		if err := o.Validate(); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+	o.AuditEvents = 10_000_000
+	if err := o.Validate(); err != nil {
+		t.Errorf("10 million audit events: %v", err)
 	}
 	if s, err := expandScenarios([]string{"all"}); err != nil || len(s) != len(Scenarios) {
 		t.Errorf("all = %v, %v", s, err)

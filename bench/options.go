@@ -36,6 +36,12 @@ type Options struct {
 	Scenarios []string
 	// Accounts is how many bench accounts to seed (default 10,000).
 	Accounts int
+	// AuditEvents, when positive, is how many events the audit log must
+	// hold, sequenced and signed, before the server starts (at most
+	// MaxAuditEvents): the bench appends typical sign-in and recovery
+	// events through the store and signs them with the server's key. The
+	// account seeding's own events count towards it. Not with URL.
+	AuditEvents int64
 	// Concurrency is the number of clients, each running one flow at a
 	// time (default 16).
 	Concurrency int
@@ -160,6 +166,12 @@ func (o *Options) Validate() error {
 	if need := minAccounts(o.Concurrency); o.Accounts < need {
 		return fmt.Errorf("accounts: %d clients need at least %d accounts (%d teams of %d for recovery-full, plus sign-in, routine and recovery pools)",
 			o.Concurrency, need, o.Concurrency*perClient, teamSize)
+	}
+	if o.AuditEvents < 0 || o.AuditEvents > MaxAuditEvents {
+		return fmt.Errorf("audit-events: must be 0–%d, got %d", MaxAuditEvents, o.AuditEvents)
+	}
+	if o.AuditEvents > 0 && o.URL != "" {
+		return errors.New("audit-events: the bench fills the audit log of the database it creates for its own server, not a running server's (--url)")
 	}
 	if o.Duration < 0 || o.Warmup < 0 || o.Iterations < 0 {
 		return errors.New("duration, warmup and iterations must not be negative")

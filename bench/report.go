@@ -29,6 +29,14 @@ func (r *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintf(w, ", %gs per scenario after a %gs warm-up\n", r.Duration, r.Warmup)
 	}
 	fmt.Fprintf(w, "argon2id  %s\n", r.Argon2id)
+	if a := r.Audit; a.Requested > 0 || a.EventsAtStart > 0 {
+		fmt.Fprintf(w, "audit log %s events signed when the measurement started", thousands(a.EventsAtStart))
+		if a.Requested > 0 {
+			fmt.Fprintf(w, " (--audit-events %s: %s appended in %.1fs, %s signed in %.1fs, before the server started)",
+				thousands(a.Requested), thousands(a.Appended), a.AppendSeconds, thousands(a.Signed), a.SignSeconds)
+		}
+		fmt.Fprintln(w)
+	}
 	if r.IdleRSSBytes > 0 {
 		fmt.Fprintf(w, "server    idle RSS %s after start (%.1fs); peak RSS over the run %s\n", mib(r.IdleRSSBytes), r.StartSeconds, mib(r.PeakRSSBytes))
 	}
@@ -36,7 +44,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintf(w, "note      %s\n", n)
 	}
 	for _, s := range r.Scenarios {
-		fmt.Fprintf(w, "\n== %s  (%.1fs)\n", s.Name, s.Seconds)
+		fmt.Fprintf(w, "\n== %s  (%.1fs; audit log of %s events at the start)\n", s.Name, s.Seconds, thousands(s.AuditEvents))
 		fmt.Fprintf(w, "   %s requests, %s/s; %s flows completed, %s/s; %s failed\n", thousands(s.Requests), fixed(s.RequestsPerSec),
 			thousands(s.Flows), fixed(s.FlowsPerSec), thousands(s.FailedFlows))
 		if len(s.FlowKinds) > 0 {

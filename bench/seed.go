@@ -121,7 +121,7 @@ func seed(ctx context.Context, svc *service.Service, n int, params credential.Pa
 		return 0, err
 	}
 	creds := service.BenchCredentials{PasswordHash: hash, TOTPSecret: totpSecret}
-	bar := newProgressBar(w, live, n-have, "accounts")
+	bar := newProgressBar(w, live, n-have, "seeding", "accounts")
 	meta := service.Meta{Channel: recourse.ViaSystem, Actor: recourse.AuditActor{Role: recourse.ActorSystem}}
 	for lo := have + 1; lo <= n; lo += seedBatch {
 		hi := min(n, lo+seedBatch-1)
@@ -171,19 +171,20 @@ func seeded(ctx context.Context, svc *service.Service, n int) (int, error) {
 	return have, nil
 }
 
-// progressBar draws "[#####     ]  45%  450,000/1,000,000 accounts  12,345/s  ETA 45s".
+// progressBar draws "seeding [#####     ]  45%  450,000/1,000,000 accounts  12,345/s  ETA 45s".
 type progressBar struct {
 	w       io.Writer
 	live    bool
 	total   int
+	verb    string
 	what    string
 	start   time.Time
 	last    time.Time
 	enabled bool
 }
 
-func newProgressBar(w io.Writer, live bool, total int, what string) *progressBar {
-	return &progressBar{w: w, live: live, total: total, what: what, start: time.Now(), enabled: total >= 2*seedBatch}
+func newProgressBar(w io.Writer, live bool, total int, verb, what string) *progressBar {
+	return &progressBar{w: w, live: live, total: total, verb: verb, what: what, start: time.Now(), enabled: total >= 2*seedBatch}
 }
 
 func (p *progressBar) set(n int) {
@@ -203,7 +204,7 @@ func (p *progressBar) set(n int) {
 	filled := width * n / p.total
 	rate := float64(n) / now.Sub(p.start).Seconds()
 	eta := time.Duration(float64(p.total-n)/rate) * time.Second
-	line := fmt.Sprintf("seeding [%s%s] %3d%%  %s/%s %s  %s/s  ETA %s", bar('#', filled), bar(' ', width-filled), 100*n/p.total,
+	line := fmt.Sprintf("%s [%s%s] %3d%%  %s/%s %s  %s/s  ETA %s", p.verb, bar('#', filled), bar(' ', width-filled), 100*n/p.total,
 		thousands(int64(n)), thousands(int64(p.total)), p.what, thousands(int64(rate)), eta.Round(time.Second))
 	if p.live {
 		fmt.Fprintf(p.w, "\r%s\x1b[K", line)

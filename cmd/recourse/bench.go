@@ -43,6 +43,7 @@ func cmdBench(ctx context.Context, args []string, getenv func(string) string, st
 	d := bench.DefaultOptions()
 	scenario := fs.String("scenario", "all", "scenarios to run, comma-separated: "+strings.Join(bench.Scenarios, ", ")+", or all")
 	accounts := fs.Int("accounts", d.Accounts, fmt.Sprintf("bench accounts to seed (up to %d)", bench.MaxAccounts))
+	auditEvents := fs.Int64("audit-events", 0, fmt.Sprintf("before the server starts, fill the audit log to this many events (up to %d),\nsequenced and signed with the server's key; the seeding's own events count (not with --url)", bench.MaxAuditEvents))
 	concurrency := fs.Int("concurrency", d.Concurrency, "concurrent clients, each running one flow at a time")
 	duration := fs.Duration("duration", d.Duration, "measured time per scenario")
 	warmup := fs.Duration("warmup", d.Warmup, "unmeasured time per scenario before the measurement")
@@ -69,7 +70,7 @@ func cmdBench(ctx context.Context, args []string, getenv func(string) string, st
 		_, err = stdout.Write(p)
 		return err
 	}
-	o := bench.Options{Scenarios: []string{*scenario}, Accounts: *accounts, Concurrency: *concurrency, Duration: *duration,
+	o := bench.Options{Scenarios: []string{*scenario}, Accounts: *accounts, AuditEvents: *auditEvents, Concurrency: *concurrency, Duration: *duration,
 		Warmup: *warmup, Iterations: *iterations, Database: *database, URL: *target, ServerPID: *pid, Keep: *keep,
 		CPUProfile: *cpuprofile, Log: stderr, Live: isTerminal(stderr)}
 	if *target != "" {

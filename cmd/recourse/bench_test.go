@@ -2,7 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -12,8 +15,9 @@ import (
 // TestBenchSmoke runs every scenario of `recourse bench` for a few flows per
 // client against an in-process server, on SQLite and (when
 // RECOURSE_TEST_POSTGRES_DSN is set) PostgreSQL, and checks only that they
-// ran without errors. It measures nothing: the numbers are in
-// docs/benchmarks.md.
+// ran without errors, on an audit log filled to 3,000 events
+// (--audit-events) that verifies with the server's key. It measures
+// nothing: the numbers are in docs/benchmarks.md.
 func TestBenchSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the bench smoke test starts a server and signs in with Argon2id")
@@ -26,10 +30,16 @@ func TestBenchSmoke(t *testing.T) {
 	}
 	for name, database := range databases {
 		t.Run(name, func(t *testing.T) {
-			const clients, iterations = 2, 3
-			args := []string{"bench", "--server", "in-process", "--accounts", "200", "--concurrency", "2", "--iterations", "3", "--json"}
+			const clients, iterations, auditEvents = 2, 3, 3000
+			args := []string{"bench", "--server", "in-process", "--accounts", "200", "--concurrency", "2", "--iterations", "3",
+				"--audit-events", strconv.Itoa(auditEvents), "--json"}
 			if database != "" {
 				args = append(args, "--database", database)
+			} else {
+				// Keep the SQLite database, in a directory the test removes,
+				// to verify its audit log below.
+				t.Setenv("TMPDIR", t.TempDir())
+				args = append(args, "--keep")
 			}
 			var out, log strings.Builder
 			err := run(t.Context(), args, env(map[string]string{}), strings.NewReader(""), &out, &log)
@@ -50,6 +60,30 @@ func TestBenchSmoke(t *testing.T) {
 				if s.Requests == 0 || len(s.Steps) == 0 {
 					t.Errorf("%s: no request recorded", s.Name)
 				}
+				if s.AuditEvents < auditEvents {
+					t.Errorf("%s: the audit log held %d events at the start, want at least %d", s.Name, s.AuditEvents, auditEvents)
+				}
+			}
+
+			// The bench filled the log before the server started, counting
+			// the account seeding's events, and signed it with the server's key.
+			a := rep.Audit
+			if a.Requested != auditEvents || a.Appended <= 0 || a.Appended >= auditEvents || a.Signed < auditEvents || a.EventsAtStart < auditEvents {
+				t.Errorf("audit log %+v: want %d requested, some appended on top of the seeding's events, all signed", a, auditEvents)
+			}
+			if database != "" {
+				return
+			}
+			dbs, _ := filepath.Glob(filepath.Join(os.Getenv("TMPDIR"), "recourse-bench-*", "recourse.db"))
+			if len(dbs) != 1 {
+				t.Fatalf("kept databases: %v, want one", dbs)
+			}
+			var vout strings.Builder
+			err = run(t.Context(), []string{"audit", "verify", "--database", "sqlite:" + dbs[0], "--data-dir", filepath.Dir(dbs[0]), "--key", a.VerifierKey},
+				env(map[string]string{}), strings.NewReader(""), &vout, &log)
+			var size int
+			if _, serr := fmt.Sscanf(vout.String(), "ok: %d events", &size); err != nil || serr != nil || size < auditEvents {
+				t.Fatalf("audit verify: %v\n%s", err, vout.String())
 			}
 		})
 	}
