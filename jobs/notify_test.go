@@ -697,3 +697,51 @@ func (w *notifyWorld) idle() {
 		}
 	}
 }
+
+// TestDeviceReplacedWithAccessPassAlertsSecurity: when a lost-device
+// recovery ends with a temporary access pass, the security team's mail and
+// webhook event say that a pass is outstanding, and until when.
+func TestDeviceReplacedWithAccessPassAlertsSecurity(t *testing.T) {
+	notifyBackends(t, notifyOptions{loopbackAllowed: true}, func(t *testing.T, w *notifyWorld) {
+		ctx := t.Context()
+		security := notifytest.NewReceiver(t)
+		_, secret, err := w.svc.CreateWebhook(ctx, w.admin(), security.URL, []string{"security.*"}, meta())
+		if err != nil {
+			t.Fatal(err)
+		}
+		security.SetSecrets(t, secret)
+		rs := w.start("d.chen", "device")
+		if err := w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, w.smtpCode("d.chen@example.com"), meta()); err != nil {
+			t.Fatal(err)
+		}
+		mgr, _ := w.signIn("m.okafor")
+		if err := w.svc.Vote(ctx, mgr, rs.RequestID, "approve", "called him", meta()); err != nil {
+			t.Fatal(err)
+		}
+		w.clock.Add(24*time.Hour + time.Second)
+		if err := w.svc.AdvanceRecovery(ctx, rs.RequestID); err != nil {
+			t.Fatal(err)
+		}
+		tok, err := w.svc.ContinueRecovery(ctx, rs.RequestID, rs.BrowserSecret, meta())
+		if err != nil {
+			t.Fatal(err)
+		}
+		done, err := w.svc.CompleteRecovery(ctx, rs.RequestID, rs.BrowserSecret, tok, service.Completion{AccessPass: true}, meta())
+		if err != nil || done.AccessPass == "" {
+			t.Fatalf("CompleteRecovery with a pass: %+v, %v", done, err)
+		}
+		until := done.AccessPassExpires.UTC().Format("2006-01-02 15:04 UTC")
+		soc := w.mailTo("soc@example.com", "Device replaced for d.chen")
+		if !strings.Contains(soc.Text, "temporary access pass") || !strings.Contains(soc.Text, until) {
+			t.Errorf("the security mail does not say a pass is outstanding until %s:\n%s", until, soc.Text)
+		}
+		if strings.Contains(soc.Text, done.AccessPass) {
+			t.Fatal("the security mail holds the pass")
+		}
+		security.WaitFor(t, 20*time.Second, "the device replacement", func(evs []notifytest.Event, _ []notifytest.Call) bool { return len(evs) >= 1 })
+		ev := security.Events()[0]
+		if ev.Type != notify.EventDeviceReplaced || ev.Data["access_pass_expires_at"] != done.AccessPassExpires.UTC().Format(time.RFC3339) {
+			t.Errorf("security event %s data = %v", ev.Type, ev.Data)
+		}
+	})
+}

@@ -240,7 +240,11 @@ func (s *Service) completeRecovery(ctx context.Context, id, secret, token string
 		if err := s.notifyEveryChannel(ctx, tx, a, "Your account was recovered", lines, meta); err != nil {
 			return err
 		}
-		return s.alertTrustAnchorChange(ctx, tx, a, r, meta)
+		var issued *time.Time
+		if in.AccessPass {
+			issued = &passExpires
+		}
+		return s.alertTrustAnchorChange(ctx, tx, a, r, issued, meta)
 	})
 	if errors.Is(err, recourse.ErrNotFound) {
 		return nil, errRecoveryClosed

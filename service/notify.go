@@ -497,7 +497,10 @@ func asksGroup(n *policy.Node, group string) bool {
 
 // alertTrustAnchorChange tells the security team of a completed recovery
 // that replaced a device or re-bound a channel.
-func (s *Service) alertTrustAnchorChange(ctx context.Context, tx recourse.Tx, a *recourse.Account, r *recourse.Recovery, meta Meta) error {
+// passExpires is set when the completion issued a temporary access pass
+// instead of a session: the security team hears that a bearer credential
+// for the account is outstanding, and until when.
+func (s *Service) alertTrustAnchorChange(ctx context.Context, tx recourse.Tx, a *recourse.Account, r *recourse.Recovery, passExpires *time.Time, meta Meta) error {
 	var event, what string
 	switch r.Action {
 	case "authenticator.recover":
@@ -507,10 +510,16 @@ func (s *Service) alertTrustAnchorChange(ctx context.Context, tx recourse.Tx, a 
 	default:
 		return nil
 	}
-	return s.alertSecurity(ctx, tx, securityAlert{Event: event, Subject: what + " for " + a.ID,
-		Lines: []string{
-			"A recovery of " + a.DisplayName + " (" + a.ID + ") completed: " + describeAction(r.Action) + " (" + r.ID + ", initiated by " + r.Initiator + ").",
-		}, Data: recoveryData(r), SkipGroup: true}, meta)
+	lines := []string{
+		"A recovery of " + a.DisplayName + " (" + a.ID + ") completed: " + describeAction(r.Action) + " (" + r.ID + ", initiated by " + r.Initiator + ").",
+	}
+	data := recoveryData(r)
+	if passExpires != nil {
+		lines = append(lines, "It ended with a temporary access pass instead of a session: the pass signs in once, until "+
+			passExpires.UTC().Format("2006-01-02 15:04 UTC")+", to enrol a new authenticator.")
+		data["access_pass_expires_at"] = passExpires.UTC().Format(time.RFC3339)
+	}
+	return s.alertSecurity(ctx, tx, securityAlert{Event: event, Subject: what + " for " + a.ID, Lines: lines, Data: data, SkipGroup: true}, meta)
 }
 
 // reportApproval tells the account holder (with a "this wasn't me" link)
