@@ -5,6 +5,7 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -269,77 +270,58 @@ func (q *Queue) Subscribe(kinds ...river.EventKind) (<-chan *river.Event, func()
 	return q.client.Subscribe(kinds...)
 }
 
-func sqlTx(tx recourse.Tx) (*sql.Tx, error) {
+// underlying returns the first transaction along tx's Unwrap chain (the
+// audit log wraps the store's) that implements T.
+func underlying[T any](tx recourse.Tx) (T, bool) {
 	for {
-		if h, ok := tx.(interface{ SQLTx() *sql.Tx }); ok && h.SQLTx() != nil {
-			return h.SQLTx(), nil
+		if h, ok := tx.(T); ok {
+			return h, true
 		}
 		u, ok := tx.(interface{ Unwrap() recourse.Tx })
 		if !ok {
-			return nil, errors.New("jobs: a job must be inserted inside a store transaction")
+			var none T
+			return none, false
 		}
 		tx = u.Unwrap()
 	}
 }
 
-// kickAfterCommit wakes this process's workers for queue once tx has
+// insert inserts a job in tx, River's InsertTx on the store's own
+// transaction, and wakes this process's workers for its queue once tx has
 // committed (see wake). A transaction that cannot say when it commits
 // leaves the job to the database's notification or the poll.
-func (q *Queue) kickAfterCommit(tx recourse.Tx, queue string) {
-	for {
-		if h, ok := tx.(interface{ AfterCommit(func()) }); ok {
-			h.AfterCommit(func() { q.wake.kick(queue) })
-			return
-		}
-		u, ok := tx.(interface{ Unwrap() recourse.Tx })
-		if !ok {
-			return
-		}
-		tx = u.Unwrap()
+func (q *Queue) insert(ctx context.Context, tx recourse.Tx, args river.JobArgs, opts *river.InsertOpts) error {
+	h, ok := underlying[interface{ SQLTx() *sql.Tx }](tx)
+	if !ok || h.SQLTx() == nil {
+		return errors.New("jobs: a job must be inserted inside a store transaction")
 	}
+	if _, err := q.client.InsertTx(ctx, h.SQLTx(), args, opts); err != nil {
+		return err
+	}
+	queue := cmp.Or(opts.Queue, river.QueueDefault)
+	if c, ok := underlying[interface{ AfterCommit(func()) }](tx); ok {
+		c.AfterCommit(func() { q.wake.kick(queue) })
+	}
+	return nil
 }
 
 // ScheduleStart implements service.Scheduler.
 func (q *Queue) ScheduleStart(ctx context.Context, tx recourse.Tx, job service.StartJob) error {
-	t, err := sqlTx(tx)
-	if err != nil {
-		return err
-	}
-	if _, err = q.client.InsertTx(ctx, t, StartArgs{job}, &river.InsertOpts{MaxAttempts: 5}); err != nil {
-		return err
-	}
-	q.kickAfterCommit(tx, river.QueueDefault)
-	return nil
+	return q.insert(ctx, tx, StartArgs{job}, &river.InsertOpts{MaxAttempts: 5})
 }
 
 // ScheduleAdvance implements service.Scheduler.
 func (q *Queue) ScheduleAdvance(ctx context.Context, tx recourse.Tx, requestID string, at time.Time) error {
-	t, err := sqlTx(tx)
-	if err != nil {
-		return err
-	}
-	if _, err = q.client.InsertTx(ctx, t, AdvanceArgs{RequestID: requestID}, &river.InsertOpts{ScheduledAt: at, MaxAttempts: 10}); err != nil {
-		return err
-	}
-	q.kickAfterCommit(tx, river.QueueDefault)
-	return nil
+	return q.insert(ctx, tx, AdvanceArgs{RequestID: requestID}, &river.InsertOpts{ScheduledAt: at, MaxAttempts: 10})
 }
 
 // ScheduleDelivery implements service.DeliveryScheduler.
 func (q *Queue) ScheduleDelivery(ctx context.Context, tx recourse.Tx, n *recourse.Notification) error {
-	t, err := sqlTx(tx)
-	if err != nil {
-		return err
-	}
 	queue := QueueMail
 	if n.Kind == recourse.NotifyWebhook {
 		queue = QueueWebhooks
 	}
-	if _, err = q.client.InsertTx(ctx, t, DeliverArgs{NotificationID: n.ID}, &river.InsertOpts{Queue: queue, MaxAttempts: q.opts.DeliveryAttempts}); err != nil {
-		return err
-	}
-	q.kickAfterCommit(tx, queue)
-	return nil
+	return q.insert(ctx, tx, DeliverArgs{NotificationID: n.ID}, &river.InsertOpts{Queue: queue, MaxAttempts: q.opts.DeliveryAttempts})
 }
 
 // deliverWorker makes one delivery attempt per run. The service records

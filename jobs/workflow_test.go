@@ -269,6 +269,28 @@ func (w *world) complete(rs *service.RecoveryStart, newPassword string) *service
 	return done.SignIn
 }
 
+// readyByCodeAndApp starts a recovery for username, proves it with the
+// mailed code and the authenticator app (enough under the built-in policy
+// for a password or a security key lost while the app is held), and
+// returns the ready request with its completion token.
+func (w *world) readyByCodeAndApp(username, lost string) (*service.RecoveryStart, string) {
+	w.t.Helper()
+	ctx := w.t.Context()
+	rs := w.start(username, lost)
+	if err := w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, w.code(username+"@example.com"), meta()); err != nil {
+		w.t.Fatal(err)
+	}
+	if err := w.svc.SubmitTOTP(ctx, rs.RequestID, rs.BrowserSecret, w.totp(username), meta()); err != nil {
+		w.t.Fatal(err)
+	}
+	w.wantState(rs, recourse.RecoveryReady)
+	tok, err := w.svc.ContinueRecovery(ctx, rs.RequestID, rs.BrowserSecret, meta())
+	if err != nil {
+		w.t.Fatalf("ContinueRecovery: %v", err)
+	}
+	return rs, tok
+}
+
 func TestForgotPasswordWithBoundTOTP(t *testing.T) {
 	backends(t, func(t *testing.T, w *world) {
 		ctx := t.Context()
@@ -936,18 +958,7 @@ func TestAccessPassFromCompletionExpires(t *testing.T) {
 		ctx := t.Context()
 		// Ana lost a security key but holds her authenticator app: her
 		// email code and the app make the request ready at once.
-		rs := w.start("a.silva", "device")
-		if err := w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, w.code("a.silva@example.com"), meta()); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.svc.SubmitTOTP(ctx, rs.RequestID, rs.BrowserSecret, w.totp("a.silva"), meta()); err != nil {
-			t.Fatal(err)
-		}
-		w.wantState(rs, recourse.RecoveryReady)
-		tok, err := w.svc.ContinueRecovery(ctx, rs.RequestID, rs.BrowserSecret, meta())
-		if err != nil {
-			t.Fatal(err)
-		}
+		rs, tok := w.readyByCodeAndApp("a.silva", "device")
 		done, err := w.svc.CompleteRecovery(ctx, rs.RequestID, rs.BrowserSecret, tok, service.Completion{AccessPass: true}, meta())
 		if err != nil {
 			t.Fatal(err)
@@ -968,18 +979,8 @@ func TestAccessPassFromCompletionExpires(t *testing.T) {
 func TestAccessPassOnlyForLostDevice(t *testing.T) {
 	backends(t, func(t *testing.T, w *world) {
 		ctx := t.Context()
-		rs := w.start("d.chen", "password")
-		if err := w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, w.code("d.chen@example.com"), meta()); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.svc.SubmitTOTP(ctx, rs.RequestID, rs.BrowserSecret, w.totp("d.chen"), meta()); err != nil {
-			t.Fatal(err)
-		}
-		tok, err := w.svc.ContinueRecovery(ctx, rs.RequestID, rs.BrowserSecret, meta())
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = w.svc.CompleteRecovery(ctx, rs.RequestID, rs.BrowserSecret, tok,
+		rs, tok := w.readyByCodeAndApp("d.chen", "password")
+		_, err := w.svc.CompleteRecovery(ctx, rs.RequestID, rs.BrowserSecret, tok,
 			service.Completion{NewPassword: "saffron-kettle-meadow-9", AccessPass: true}, meta())
 		var e *recourse.Error
 		if !errors.As(err, &e) || e.Code != recourse.EINVALID || e.Field != "access_pass" {

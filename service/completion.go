@@ -191,10 +191,11 @@ func (s *Service) completeRecovery(ctx context.Context, id, secret, token string
 		attrs := map[string]string{"request": r.ID, "action": r.Action}
 		if in.AccessPass {
 			// The pass, not a session: bound to the account alone (no
-			// request, no browser), so it works on the new device. The
-			// account's earlier passes already ended above with every other
-			// token; revoking by purpose as well states the one-pass rule
-			// where a pass is made, as IssueAccessPass does.
+			// request, no browser), so it works on the new device.
+			// RevokeTokens above leaves expired tokens alone, but an expired,
+			// unused pass still holds the account's one pass slot (store
+			// migration 0007), so passes are revoked by purpose too, as
+			// IssueAccessPass does.
 			req, err := requirementOf(r)
 			if err != nil {
 				return err

@@ -31,22 +31,12 @@ var _ recourse.Store = (*Store)(nil)
 // New wraps an open, migrated database.
 func New(db *sql.DB, d Dialect) *Store {
 	st := &Store{db: db}
-	st.queries = queries{q: db, d: d, begin: st.begin}
+	st.queries = queries{q: db, d: d, db: db}
 	return st
 }
 
 // DB returns the underlying database handle.
 func (s *Store) DB() *sql.DB { return s.db }
-
-// begin starts a write transaction. (On SQLite, writers queue in the
-// driver: store/sqlite/writegate.go.)
-func (s *Store) begin(ctx context.Context) (*sql.Tx, func(), error) {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, nil, fmt.Errorf("begin: %w", err)
-	}
-	return tx, func() {}, nil
-}
 
 // InTx implements recourse.Store.
 func (s *Store) InTx(ctx context.Context, fn func(tx recourse.Tx) error) error {
@@ -67,9 +57,10 @@ type queries struct {
 	q    querier
 	d    Dialect
 	inTx bool
-	// begin starts a transaction the way the Store does (its writer slot
-	// included), so multi-statement writes outside InTx queue alike.
-	begin func(ctx context.Context) (*sql.Tx, func(), error)
+	// db begins the transaction of a multi-statement write made outside
+	// InTx. (On SQLite writers queue in the driver:
+	// store/sqlite/writegate.go.)
+	db *sql.DB
 	// committed collects what AfterCommit asked to run once the
 	// transaction has committed; nil outside a transaction.
 	committed *[]func()
@@ -89,17 +80,16 @@ func (s queries) AfterCommit(fn func()) {
 
 // inTransaction runs fn in a transaction, or directly when already in one.
 func (s queries) inTransaction(ctx context.Context, fn func(q queries) error) error {
-	if s.inTx || s.begin == nil {
+	if s.inTx || s.db == nil {
 		return fn(s)
 	}
-	tx, release, err := s.begin(ctx)
+	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return err
+		return fmt.Errorf("begin: %w", err)
 	}
-	defer release()
 	defer tx.Rollback()
 	var committed []func()
-	if err := fn(queries{q: tx, d: s.d, inTx: true, begin: s.begin, committed: &committed}); err != nil {
+	if err := fn(queries{q: tx, d: s.d, inTx: true, db: s.db, committed: &committed}); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
