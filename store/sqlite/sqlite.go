@@ -50,6 +50,11 @@ func Dialect() sqlstore.Dialect {
 
 // OpenDB opens the database file at path with Recourse's settings.
 func OpenDB(path string) (*sql.DB, error) {
+	db, _, err := openDB(path)
+	return db, err
+}
+
+func openDB(path string) (*sql.DB, *cachingConnector, error) {
 	q := url.Values{}
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "busy_timeout(10000)")
@@ -59,15 +64,16 @@ func OpenDB(path string) (*sql.DB, error) {
 	q.Set("_time_format", "sqlite")
 	base, err := sqlite.NewConnector("file:" + path + "?" + q.Encode())
 	if err != nil {
-		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+		return nil, nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	// Connections keep their compiled statements (stmtcache.go).
-	// Writers queue at one gate (writegate.go).
-	db := sql.OpenDB(cachingConnector{base: base, gate: make(writeGate, 1)})
+	// Connections keep their compiled statements (stmtcache.go); every
+	// write goes to one connection, the writer (writer.go).
+	c := newConnector(base)
+	db := sql.OpenDB(c)
 	db.SetMaxOpenConns(8)
 	db.SetMaxIdleConns(8)
 	db.SetConnMaxIdleTime(5 * time.Minute)
-	return db, nil
+	return db, c, nil
 }
 
 // Options control Open.

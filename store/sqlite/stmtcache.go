@@ -9,8 +9,12 @@ import (
 )
 
 // stmtCacheSize bounds the compiled statements kept per connection; the
-// store and the job queue run fewer distinct statements than that.
-const stmtCacheSize = 128
+// store and the job queue run fewer distinct statements than that. The
+// writer's connection runs every write and the reads inside transactions.
+const (
+	stmtCacheSize       = 128
+	writerStmtCacheSize = 256
+)
 
 // cachingConnector opens connections that keep their compiled statements.
 // The driver compiles every statement it is given, every time, and SQLite's
@@ -19,13 +23,32 @@ const stmtCacheSize = 128
 // time of a session lookup and of "Can't sign in?" (docs/benchmarks.md).
 // Statements are keyed by their text. A statement whose rows are still open
 // is never handed out a second time: the second query is compiled afresh.
+//
+// Every connection of the pool reads on its own; writes go to the one
+// writer shared by all of them (writer.go).
 type cachingConnector struct {
 	base driver.Connector
-	gate writeGate // shared by every connection (writegate.go)
+	w    *writer
+}
+
+func newConnector(base driver.Connector) *cachingConnector {
+	c := &cachingConnector{base: base}
+	c.w = &writer{
+		connect: func(ctx context.Context) (*cachingConn, error) {
+			return c.open(ctx, nil, writerStmtCacheSize)
+		},
+		maxBatch:    defaultMaxBatch,
+		maxBatchAge: defaultMaxBatchAge,
+	}
+	return c
 }
 
 // Connect implements driver.Connector.
-func (c cachingConnector) Connect(ctx context.Context) (driver.Conn, error) {
+func (c *cachingConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	return c.open(ctx, c.w, stmtCacheSize)
+}
+
+func (c *cachingConnector) open(ctx context.Context, w *writer, cacheSize int) (*cachingConn, error) {
 	conn, err := c.base.Connect(ctx)
 	if err != nil {
 		return nil, err
@@ -34,11 +57,14 @@ func (c cachingConnector) Connect(ctx context.Context) (driver.Conn, error) {
 		conn.Close()
 		return nil, errors.New("sqlite: the driver's connection lacks an interface the statement cache needs")
 	}
-	return &cachingConn{Conn: conn, gate: c.gate, byQuery: map[string]*list.Element{}, lru: list.New()}, nil
+	return &cachingConn{Conn: conn, w: w, size: cacheSize, byQuery: map[string]*list.Element{}, lru: list.New()}, nil
 }
 
 // Driver implements driver.Connector.
-func (c cachingConnector) Driver() driver.Driver { return c.base.Driver() }
+func (c *cachingConnector) Driver() driver.Driver { return c.base.Driver() }
+
+// Close closes the writer's connection; database/sql calls it from DB.Close.
+func (c *cachingConnector) Close() error { return c.w.close() }
 
 // driverConn is what the driver's connection implements and database/sql
 // uses.
@@ -57,10 +83,11 @@ type driverConn interface {
 // from one goroutine at a time, so the cache needs no lock.
 type cachingConn struct {
 	driver.Conn
-	gate    writeGate
-	inTx    bool                     // a transaction holds the gate for its statements
-	byQuery map[string]*list.Element // of *cachedStmt, most recently used first in lru
-	lru     *list.List
+	w        *writer // nil on the writer's own connection
+	onWriter bool    // a transaction on the writer holds its turn
+	size     int
+	byQuery  map[string]*list.Element // of *cachedStmt, most recently used first in lru
+	lru      *list.List
 }
 
 var _ driverConn = (*cachingConn)(nil)
@@ -73,34 +100,63 @@ type cachedStmt struct {
 
 func (c *cachingConn) inner() driverConn { return c.Conn.(driverConn) }
 
-// BeginTx implements driver.ConnBeginTx.
-// Every transaction begins IMMEDIATE (a writer), so it waits for the gate.
+// BeginTx implements driver.ConnBeginTx. Every transaction is a writer
+// (BEGIN IMMEDIATE): it waits for the writer's turn and runs there.
 func (c *cachingConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
-	leave, err := c.gate.enter(ctx)
+	if c.w == nil {
+		return c.inner().BeginTx(ctx, opts)
+	}
+	ok, err := c.w.acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
-	tx, err := c.inner().BeginTx(ctx, opts)
-	if err != nil {
-		leave()
+	if !ok {
+		return c.inner().BeginTx(ctx, opts)
+	}
+	if err := c.w.begin(ctx); err != nil {
+		c.w.done(false)
 		return nil, err
 	}
-	c.inTx = true
-	return &gatedTx{Tx: tx, done: func() { c.inTx = false; leave() }}, nil
+	c.onWriter = true
+	return &writerTx{c: c}, nil
 }
 
-// enterFor takes the gate for a statement that may write outside a
-// transaction; leave is nil when none is needed.
-func (c *cachingConn) enterFor(ctx context.Context, query string) (leave func(), err error) {
-	if c.inTx || c.gate == nil || !writes(query) {
-		return nil, nil
+// writeAlone runs a statement that may write outside a transaction as a
+// writer's turn of its own. ok is false when the statement is to run on
+// this connection: it only reads, or the wait for the writer ran out.
+func (c *cachingConn) writeAlone(ctx context.Context, query string) (ok bool, err error) {
+	if c.w == nil || !writes(query) {
+		return false, nil
 	}
-	return c.gate.enter(ctx)
+	if ok, err = c.w.acquire(ctx); !ok || err != nil {
+		return false, err
+	}
+	if err := c.w.begin(ctx); err != nil {
+		c.w.done(false)
+		return false, err
+	}
+	return true, nil
+}
+
+// finishAlone ends a turn that writeAlone began, after its statement.
+func (c *cachingConn) finishAlone(stmtErr error) error {
+	keep := stmtErr == nil
+	if err := c.w.end(keep); err != nil {
+		c.w.done(false)
+		return errors.Join(stmtErr, err)
+	}
+	if err := c.w.done(keep); err != nil {
+		return err
+	}
+	return stmtErr
 }
 
 // PrepareContext implements driver.ConnPrepareContext; explicitly prepared
 // statements belong to their caller, not to the cache.
 func (c *cachingConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
+	if c.onWriter {
+		return c.w.conn.inner().PrepareContext(ctx, query)
+	}
 	return c.inner().PrepareContext(ctx, query)
 }
 
@@ -131,7 +187,7 @@ func (c *cachingConn) take(ctx context.Context, query string) (*cachedStmt, erro
 	}
 	cs := &cachedStmt{query: query, stmt: st, busy: true}
 	c.byQuery[query] = c.lru.PushFront(cs)
-	for e := c.lru.Back(); c.lru.Len() > stmtCacheSize && e != nil; {
+	for e := c.lru.Back(); c.lru.Len() > c.size && e != nil; {
 		prev := e.Prev()
 		if old := e.Value.(*cachedStmt); !old.busy {
 			c.lru.Remove(e)
@@ -148,13 +204,28 @@ func (c *cachingConn) release(cs *cachedStmt) { cs.busy = false }
 
 // ExecContext implements driver.ExecerContext.
 func (c *cachingConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	leave, err := c.enterFor(ctx, query)
+	if c.onWriter {
+		// The writer's statements are not interrupted when ctx ends: an
+		// interrupted write makes SQLite roll back the whole transaction,
+		// the batch of other writers' work with it. database/sql rolls the
+		// transaction back when its context ends.
+		return c.w.conn.ExecContext(context.WithoutCancel(ctx), query, args)
+	}
+	alone, err := c.writeAlone(ctx, query)
 	if err != nil {
 		return nil, err
 	}
-	if leave != nil {
-		defer leave()
+	if alone {
+		res, err := c.w.conn.ExecContext(context.WithoutCancel(ctx), query, args)
+		if err := c.finishAlone(err); err != nil {
+			return nil, err
+		}
+		return res, nil
 	}
+	return c.execHere(ctx, query, args)
+}
+
+func (c *cachingConn) execHere(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
 	cs, err := c.take(ctx, query)
 	if err != nil {
 		return nil, err
@@ -168,34 +239,39 @@ func (c *cachingConn) ExecContext(ctx context.Context, query string, args []driv
 
 // QueryContext implements driver.QueryerContext.
 func (c *cachingConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	leave, err := c.enterFor(ctx, query)
+	if c.onWriter {
+		return c.w.conn.QueryContext(context.WithoutCancel(ctx), query, args)
+	}
+	alone, err := c.writeAlone(ctx, query)
 	if err != nil {
 		return nil, err
 	}
-	if leave == nil {
-		leave = func() {}
+	if !alone {
+		return c.queryHere(ctx, query, args)
 	}
+	// A write's RETURNING rows hold the writer's turn until they are
+	// closed; Close returns once the write has committed.
+	rows, err := c.w.conn.QueryContext(context.WithoutCancel(ctx), query, args)
+	if err != nil {
+		return nil, c.finishAlone(err)
+	}
+	return &cachedRows{Rows: rows, done: func() error { return c.finishAlone(nil) }}, nil
+}
+
+func (c *cachingConn) queryHere(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
 	cs, err := c.take(ctx, query)
 	if err != nil {
-		leave()
 		return nil, err
 	}
 	if cs == nil {
-		rows, err := c.inner().QueryContext(ctx, query, args)
-		if err != nil {
-			leave()
-			return nil, err
-		}
-		return &cachedRows{Rows: rows, done: leave}, nil
+		return c.inner().QueryContext(ctx, query, args)
 	}
 	rows, err := cs.stmt.(driver.StmtQueryContext).QueryContext(ctx, args)
 	if err != nil {
 		c.release(cs)
-		leave()
 		return nil, err
 	}
-	// A write's RETURNING rows hold the gate until they are closed.
-	return &cachedRows{Rows: rows, done: func() { c.release(cs); leave() }}, nil
+	return &cachedRows{Rows: rows, done: func() error { c.release(cs); return nil }}, nil
 }
 
 // Close implements driver.Conn: the cached statements, then the connection.
@@ -208,18 +284,19 @@ func (c *cachingConn) Close() error {
 	return errors.Join(append(errs, c.Conn.Close())...)
 }
 
-// cachedRows gives the statement back when the rows are closed; the driver
-// then resets the statement for its next use instead of discarding it.
+// cachedRows gives the statement back when the rows are closed (the driver
+// then resets the statement for its next use instead of discarding it), or
+// ends the writer's turn that the statement ran in.
 type cachedRows struct {
 	driver.Rows
-	done func()
+	done func() error
 }
 
 // Close implements driver.Rows.
 func (r *cachedRows) Close() error {
 	err := r.Rows.Close()
 	if r.done != nil {
-		r.done()
+		err = errors.Join(err, r.done())
 		r.done = nil
 	}
 	return err

@@ -34,8 +34,19 @@ func TestStatementCache(t *testing.T) {
 	if err := conn.Raw(func(c any) error { cc = c.(*cachingConn); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(cc.byQuery); n != 2 {
-		t.Errorf("cached statements = %d, want 2 (the CREATE and the INSERT run ten times)", n)
+	// Writes run on the writer's connection and are cached there, once
+	// each, beside the writer's own BEGIN, SAVEPOINT, RELEASE and COMMIT.
+	if n := len(cc.byQuery); n != 0 {
+		t.Errorf("reader's cached statements = %d, want 0 (writes run on the writer)", n)
+	}
+	wc := cc.w.conn
+	for _, q := range []string{`CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)`, `INSERT INTO t (k, v) VALUES ($1, $2)`, "SAVEPOINT " + savepoint, "COMMIT"} {
+		if _, ok := wc.byQuery[q]; !ok {
+			t.Errorf("writer's cache lacks %q", q)
+		}
+	}
+	if n := len(wc.byQuery); n != 6 {
+		t.Errorf("writer's cached statements = %d, want 6 (the CREATE, the INSERT run ten times, BEGIN, SAVEPOINT, RELEASE, COMMIT)", n)
 	}
 
 	// The same query while its own rows are open: nested, both right.

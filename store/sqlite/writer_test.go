@@ -1,0 +1,332 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestWrites(t *testing.T) {
+	for _, tt := range []struct {
+		query string
+		want  bool
+	}{
+		{"SELECT 1", false},
+		{"  select * from accounts", false},
+		{"VALUES (1)", false},
+		{"EXPLAIN QUERY PLAN SELECT 1", false},
+		{"-- name: JobGetAvailable :many\nUPDATE river_job SET state = 'running'", true},
+		{"/* TEMPLATE: schema */ INSERT INTO river_job (id) VALUES (1)", true},
+		{"-- name: NotificationGetAfter :many\nSELECT id FROM river_notification", false},
+		{"DELETE FROM tokens", true},
+		{"WITH x AS (SELECT 1) UPDATE t SET a = 1", true},
+		{"PRAGMA wal_checkpoint", true},
+		{"CREATE INDEX i ON t (a)", true},
+		{"", false},
+		{"-- only a comment", false},
+		{"/* unterminated", false},
+	} {
+		if got := writes(tt.query); got != tt.want {
+			t.Errorf("writes(%q) = %v, want %v", tt.query, got, tt.want)
+		}
+	}
+}
+
+// TestWriterSerializesAutocommitWrites: transactions and autocommit
+// writes on one database queue for the writer; none fails with
+// SQLITE_BUSY and none is lost.
+func TestWriterSerializesAutocommitWrites(t *testing.T) {
+	ctx := context.Background()
+	db, err := OpenDB(filepath.Join(t.TempDir(), "gate.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, `CREATE TABLE n (v INTEGER)`); err != nil {
+		t.Fatal(err)
+	}
+	const workers, each = 8, 50
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*each)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				if w%2 == 0 {
+					_, err := db.ExecContext(ctx, `INSERT INTO n (v) VALUES (1)`)
+					errs <- err
+					continue
+				}
+				tx, err := db.BeginTx(ctx, nil)
+				if err != nil {
+					errs <- err
+					continue
+				}
+				_, err = tx.ExecContext(ctx, `INSERT INTO n (v) VALUES (?)`, i)
+				if err == nil {
+					err = tx.Commit()
+				} else {
+					tx.Rollback()
+				}
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var n int
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM n`).Scan(&n); err != nil || n != workers*each {
+		t.Fatalf("rows = %d, %v; want %d", n, err, workers*each)
+	}
+}
+
+// openWriterTest opens a database with a table t and returns it with its
+// writer, to look at the writer's queue and batches.
+func openWriterTest(t *testing.T) (*sql.DB, *writer) {
+	t.Helper()
+	db, c, err := openDB(filepath.Join(t.TempDir(), "w.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if _, err := db.ExecContext(t.Context(), `CREATE TABLE parent (id INTEGER PRIMARY KEY);
+		CREATE TABLE t (k TEXT PRIMARY KEY,
+			parent INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)`); err != nil {
+		t.Fatal(err)
+	}
+	// Batches here are formed by hand, however slowly the test runs.
+	c.w.maxBatchAge = time.Hour
+	return db, c.w
+}
+
+// waitQueued waits until n writers wait for the writer's turn.
+func waitQueued(t *testing.T, w *writer, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		w.mu.Lock()
+		got := len(w.queue)
+		w.mu.Unlock()
+		if got >= n {
+			return
+		}
+	}
+	t.Fatalf("fewer than %d writers queued", n)
+}
+
+// rowsOf lists the keys in t.
+func rowsOf(t *testing.T, db *sql.DB) []string {
+	t.Helper()
+	rows, err := db.QueryContext(t.Context(), `SELECT k FROM t ORDER BY k`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var ks []string
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			t.Fatal(err)
+		}
+		ks = append(ks, k)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return ks
+}
+
+// insertTx begins a transaction (waiting for the writer), inserts k with
+// parent, and commits or rolls back. It reports the outcome on done.
+func insertTx(ctx context.Context, db *sql.DB, k string, parent any, commit bool, done chan<- error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		done <- err
+		return
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO t (k, parent) VALUES ($1, $2)`, k, parent); err != nil {
+		tx.Rollback()
+		done <- err
+		return
+	}
+	if !commit {
+		done <- tx.Rollback()
+		return
+	}
+	done <- tx.Commit()
+}
+
+// TestGroupCommit: transactions that queue behind each other share one
+// SQLite COMMIT; each one's Commit returns only once that COMMIT is done;
+// a transaction rolled back in the middle of a batch takes only its own
+// work with it.
+func TestGroupCommit(t *testing.T) {
+	ctx := t.Context()
+	db, w := openWriterTest(t)
+
+	// "a" holds the writer while "b" (rolled back) and "c" queue behind it.
+	a, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.ExecContext(ctx, `INSERT INTO t (k) VALUES ('a')`); err != nil {
+		t.Fatal(err)
+	}
+	b, c := make(chan error, 1), make(chan error, 1)
+	go insertTx(ctx, db, "b", nil, false, b)
+	waitQueued(t, w, 1)
+	go insertTx(ctx, db, "c", nil, true, c)
+	waitQueued(t, w, 2)
+
+	aDone := make(chan error, 1)
+	go func() { aDone <- a.Commit() }()
+	// a's work waits in the open batch for the others: its Commit has not
+	// returned, and what it wrote is not visible to readers yet.
+	select {
+	case err := <-aDone:
+		// Possible only if b and c both finished first; they cannot start
+		// before a hands over, so this is a failure.
+		t.Fatalf("a's Commit returned before the batch committed: %v", err)
+	case err := <-b:
+		if err != nil {
+			t.Fatalf("b's rollback: %v", err)
+		}
+	}
+	for name, ch := range map[string]chan error{"a": aDone, "c": c} {
+		if err := <-ch; err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	if got := rowsOf(t, db); !slices.Equal(got, []string{"a", "c"}) {
+		t.Errorf("rows = %v, want [a c] (b rolled back)", got)
+	}
+	// The writer is free and usable afterwards.
+	if _, err := db.ExecContext(ctx, `INSERT INTO t (k) VALUES ('d')`); err != nil {
+		t.Fatal(err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.held || len(w.queue) != 0 || w.batch != nil {
+		t.Errorf("writer after the batch: held %v, queue %d, batch %v", w.held, len(w.queue), w.batch)
+	}
+}
+
+// TestGroupCommitFailureFailsEveryMember: when the shared COMMIT fails
+// (here a deferred foreign key that only COMMIT checks), every
+// transaction in the batch gets the error and none of their work is kept:
+// nothing is reported committed that is not.
+func TestGroupCommitFailureFailsEveryMember(t *testing.T) {
+	ctx := t.Context()
+	db, w := openWriterTest(t)
+
+	hold, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hold.ExecContext(ctx, `INSERT INTO t (k) VALUES ('hold')`); err != nil {
+		t.Fatal(err)
+	}
+	good, bad := make(chan error, 1), make(chan error, 1)
+	go insertTx(ctx, db, "good", nil, true, good)
+	waitQueued(t, w, 1)
+	go insertTx(ctx, db, "bad", 42, true, bad) // parent 42 does not exist
+	waitQueued(t, w, 2)
+	if err := hold.Commit(); err == nil {
+		t.Error("hold's Commit succeeded though the batch it was in was not committed")
+	}
+	if err := <-good; err == nil {
+		t.Error("good's Commit succeeded though the batch it was in was not committed")
+	}
+	if err := <-bad; err == nil {
+		t.Error("bad's Commit succeeded with a foreign key violation")
+	}
+	if got := rowsOf(t, db); len(got) != 0 {
+		t.Errorf("rows = %v, want none", got)
+	}
+	// The writer recovers: the next transaction commits.
+	done := make(chan error, 1)
+	insertTx(ctx, db, "after", nil, true, done)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := rowsOf(t, db); !slices.Equal(got, []string{"after"}) {
+		t.Errorf("rows = %v, want [after]", got)
+	}
+}
+
+// TestWriterCancelledWaits: a writer whose context ends while it waits
+// leaves the queue with the context's error, and one whose context ends
+// inside its transaction is rolled back without disturbing the batch it
+// was in.
+func TestWriterCancelledWaits(t *testing.T) {
+	ctx := t.Context()
+	db, w := openWriterTest(t)
+
+	hold, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitCtx, cancelWait := context.WithCancel(ctx)
+	waited := make(chan error, 1)
+	go insertTx(waitCtx, db, "never", nil, true, waited)
+	waitQueued(t, w, 1)
+	cancelWait()
+	if err := <-waited; !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled wait: %v, want context.Canceled", err)
+	}
+
+	// "kept" waits in the batch; "dropped" has its context cancelled
+	// inside its transaction, which database/sql then rolls back.
+	kept := make(chan error, 1)
+	go insertTx(ctx, db, "kept", nil, true, kept)
+	waitQueued(t, w, 1)
+	dropCtx, cancelDrop := context.WithCancel(ctx)
+	dropped := make(chan error, 1)
+	go func() {
+		tx, err := db.BeginTx(dropCtx, nil)
+		if err != nil {
+			dropped <- err
+			return
+		}
+		if _, err := tx.ExecContext(dropCtx, `INSERT INTO t (k) VALUES ('dropped')`); err != nil {
+			dropped <- err
+			return
+		}
+		cancelDrop()
+		_, err = tx.ExecContext(dropCtx, `INSERT INTO t (k) VALUES ('dropped2')`)
+		dropped <- err
+	}()
+	waitQueued(t, w, 2)
+	if err := hold.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-kept; err != nil {
+		t.Fatalf("kept: %v", err)
+	}
+	if err := <-dropped; !errors.Is(err, context.Canceled) {
+		t.Errorf("dropped: %v, want context.Canceled", err)
+	}
+	// database/sql rolls the cancelled transaction back in the background.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		w.mu.Lock()
+		free := !w.held
+		w.mu.Unlock()
+		if free {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the writer was not freed after the cancelled transaction")
+		}
+	}
+	if got := rowsOf(t, db); !slices.Equal(got, []string{"kept"}) {
+		t.Errorf("rows = %v, want [kept]", got)
+	}
+}
