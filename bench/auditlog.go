@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/base32"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -226,7 +225,7 @@ func (g *auditGenerator) event(i int64) *recourse.AuditEvent {
 		IP:        fmt.Sprintf("10.%d.%d.%d", h%200+20, h/200%250, h/50_000%250+2),
 		UserAgent: benchUserAgents[h%uint64(len(benchUserAgents))], PolicyDigest: g.digest,
 	}
-	session, request := pseudoID(r, "ses_"), pseudoID(r, "rr_")
+	session, request := pseudoID(r, "ses_", e.Time), pseudoID(r, "rr_", e.Time)
 	switch k := i % 20; {
 	case k < 8:
 		e.Action, e.Evidence = recourse.ActionSignInPassword, []string{"pwd"}
@@ -256,14 +255,12 @@ func (g *auditGenerator) event(i int64) *recourse.AuditEvent {
 	return e
 }
 
-// idEncoding is recourse.NewID's alphabet.
-var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
-
-// pseudoID returns an id shaped like recourse.NewID's, drawn from r.
-func pseudoID(r *rand.Rand, prefix string) string {
-	var b [15]byte
+// pseudoID returns the id recourse.NewID would make at t, its random bits
+// drawn from r.
+func pseudoID(r *rand.Rand, prefix string, t time.Time) string {
+	var b [10]byte
 	for k := range b {
 		b[k] = byte(r.Uint32())
 	}
-	return prefix + idEncoding.EncodeToString(b[:])
+	return recourse.IDFrom(prefix, t, b)
 }
