@@ -1,10 +1,12 @@
 package sqlite
 
 import (
+	"bytes"
 	"container/list"
 	"context"
 	"database/sql/driver"
 	"errors"
+	"io"
 	"reflect"
 )
 
@@ -249,13 +251,77 @@ func (c *cachingConn) QueryContext(ctx context.Context, query string, args []dri
 	if !alone {
 		return c.queryHere(ctx, query, args)
 	}
-	// A write's RETURNING rows hold the writer's turn until they are
-	// closed; Close returns once the write has committed.
+	// A write's RETURNING rows are read in full and the write committed
+	// before the caller sees any of them: the caller never acts on a write
+	// that is not durable, and its own work on the rows (River decodes the
+	// jobs it fetched) does not hold up the writer.
 	rows, err := c.w.conn.QueryContext(context.WithoutCancel(ctx), query, args)
 	if err != nil {
 		return nil, c.finishAlone(err)
 	}
-	return &cachedRows{Rows: rows, done: func() error { return c.finishAlone(nil) }}, nil
+	buf, err := readAll(rows)
+	if err := c.finishAlone(err); err != nil {
+		return nil, err
+	}
+	return buf, nil
+}
+
+// readAll reads and closes rows.
+func readAll(rows driver.Rows) (*bufferedRows, error) {
+	b := &bufferedRows{cols: rows.Columns()}
+	if t, ok := rows.(driver.RowsColumnTypeDatabaseTypeName); ok {
+		for i := range b.cols {
+			b.types = append(b.types, t.ColumnTypeDatabaseTypeName(i))
+		}
+	}
+	var err error
+	for {
+		row := make([]driver.Value, len(b.cols))
+		if err = rows.Next(row); err != nil {
+			break
+		}
+		for i, v := range row {
+			if bs, ok := v.([]byte); ok { // the driver may reuse its buffer
+				row[i] = bytes.Clone(bs)
+			}
+		}
+		b.rows = append(b.rows, row)
+	}
+	if err == io.EOF {
+		err = nil
+	}
+	return b, errors.Join(err, rows.Close())
+}
+
+// bufferedRows are rows read in full (readAll).
+type bufferedRows struct {
+	cols  []string
+	types []string
+	rows  [][]driver.Value
+}
+
+// Columns implements driver.Rows.
+func (b *bufferedRows) Columns() []string { return b.cols }
+
+// Close implements driver.Rows.
+func (b *bufferedRows) Close() error { b.rows = nil; return nil }
+
+// Next implements driver.Rows.
+func (b *bufferedRows) Next(dest []driver.Value) error {
+	if len(b.rows) == 0 {
+		return io.EOF
+	}
+	copy(dest, b.rows[0])
+	b.rows = b.rows[1:]
+	return nil
+}
+
+// ColumnTypeDatabaseTypeName implements driver.RowsColumnTypeDatabaseTypeName.
+func (b *bufferedRows) ColumnTypeDatabaseTypeName(i int) string {
+	if i < len(b.types) {
+		return b.types[i]
+	}
+	return ""
 }
 
 func (c *cachingConn) queryHere(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {

@@ -330,3 +330,49 @@ func TestWriterCancelledWaits(t *testing.T) {
 		t.Errorf("rows = %v, want [kept]", got)
 	}
 }
+
+// TestReturningRowsAfterCommit: a write outside a transaction that returns
+// rows has committed before its caller reads the first row, so the caller
+// never acts on a write that is not durable; the rows are all there.
+func TestReturningRowsAfterCommit(t *testing.T) {
+	ctx := t.Context()
+	db, w := openWriterTest(t)
+	rows, err := db.QueryContext(ctx, `INSERT INTO t (k) VALUES ('r1'), ('r2'), ('r3') RETURNING k`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var got []string
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, k)
+		// Read on another connection while the rows are open: the
+		// write is committed and the writer free.
+		if n := len(rowsOf(t, db)); n != 3 {
+			t.Fatalf("while reading the returned rows, %d rows are committed, want 3", n)
+		}
+		w.mu.Lock()
+		held := w.held
+		w.mu.Unlock()
+		if held {
+			t.Fatal("the writer is held while the caller reads the returned rows")
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"r1", "r2", "r3"}) {
+		t.Errorf("returned %v, want [r1 r2 r3]", got)
+	}
+	// A failing write returns its error and keeps nothing.
+	if _, err := db.QueryContext(ctx, `INSERT INTO t (k) VALUES ('r4'), ('r1') RETURNING k`); err == nil {
+		t.Error("a duplicate key was accepted")
+	}
+	if n := len(rowsOf(t, db)); n != 3 {
+		t.Errorf("%d rows after the failed write, want 3", n)
+	}
+}
