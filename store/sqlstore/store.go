@@ -59,7 +59,7 @@ type queries struct {
 	inTx bool
 	// db begins the transaction of a multi-statement write made outside
 	// InTx. (On SQLite writers queue in the driver:
-	// store/sqlite/writegate.go.)
+	// store/sqlite/writer.go.)
 	db *sql.DB
 	// committed collects what AfterCommit asked to run once the
 	// transaction has committed; nil outside a transaction.
