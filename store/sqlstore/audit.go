@@ -41,8 +41,44 @@ func (s queries) AddAuditEvent(ctx context.Context, e *recourse.AuditEvent) erro
 	if err != nil {
 		return err
 	}
+	if s.auditQueue != nil {
+		// In a transaction the events wait for its end, then go in
+		// together (flushAudit): a recovery's transaction records two to
+		// five, and on PostgreSQL each statement is a round trip.
+		*s.auditQueue = append(*s.auditQueue, string(data))
+		return nil
+	}
 	_, err = s.q.ExecContext(ctx, `INSERT INTO audit_events (data) VALUES ($1)`, string(data))
 	return s.wrap("add audit event", err)
+}
+
+// flushAudit inserts the transaction's queued audit events, in the order
+// they were added, in multi-row statements of fixed shapes. It runs before
+// the transaction commits, and before anything in it reads the log, so
+// the transaction reads its own events as before.
+func (s queries) flushAudit(ctx context.Context) error {
+	if s.auditQueue == nil {
+		return nil
+	}
+	for rows := *s.auditQueue; len(rows) > 0; {
+		n := rowsPerStatement(len(rows))
+		var b strings.Builder
+		b.WriteString(`INSERT INTO audit_events (data) VALUES `)
+		args := make([]any, n)
+		for i := range n {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "($%d)", i+1)
+			args[i] = rows[i]
+		}
+		if _, err := s.q.ExecContext(ctx, b.String(), args...); err != nil {
+			return s.wrap("add audit event", err)
+		}
+		rows = rows[n:]
+		*s.auditQueue = rows
+	}
+	return nil
 }
 
 func (s queries) LockAuditSequencer(ctx context.Context) (bool, error) {
@@ -81,6 +117,9 @@ func scanAuditRecords(rows *sql.Rows) ([]recourse.AuditRecord, error) {
 }
 
 func (s queries) UnsequencedAuditEvents(ctx context.Context, limit int) ([]recourse.AuditRecord, error) {
+	if err := s.flushAudit(ctx); err != nil {
+		return nil, err
+	}
 	if limit <= 0 {
 		limit = 1
 	}
@@ -94,6 +133,9 @@ func (s queries) UnsequencedAuditEvents(ctx context.Context, limit int) ([]recou
 }
 
 func (s queries) SequenceAuditEvents(ctx context.Context, first int64, rows []int64) error {
+	if err := s.flushAudit(ctx); err != nil {
+		return err
+	}
 	for len(rows) > 0 {
 		n := rowsPerStatement(len(rows))
 		var b strings.Builder
@@ -123,12 +165,18 @@ func (s queries) SequenceAuditEvents(ctx context.Context, first int64, rows []in
 }
 
 func (s queries) AuditBacklog(ctx context.Context) (int64, error) {
+	if err := s.flushAudit(ctx); err != nil {
+		return 0, err
+	}
 	var n int64
 	err := s.q.QueryRowContext(ctx, `SELECT count(*) FROM audit_events WHERE seq IS NULL`).Scan(&n)
 	return n, s.wrap("count unsequenced audit events", err)
 }
 
 func (s queries) AuditRecords(ctx context.Context, from int64, limit int) ([]recourse.AuditRecord, error) {
+	if err := s.flushAudit(ctx); err != nil {
+		return nil, err
+	}
 	if limit <= 0 {
 		limit = 1
 	}
@@ -142,6 +190,9 @@ func (s queries) AuditRecords(ctx context.Context, from int64, limit int) ([]rec
 }
 
 func (s queries) ScanAuditRecords(ctx context.Context, from, to int64, fn func(seq int64, data []byte) error) error {
+	if err := s.flushAudit(ctx); err != nil {
+		return err
+	}
 	rows, err := s.q.QueryContext(ctx, `SELECT seq, data FROM audit_events WHERE seq >= $1 AND seq < $2 ORDER BY seq, row_id`, from, to)
 	if err != nil {
 		return s.wrap("scan audit records", err)
@@ -161,6 +212,9 @@ func (s queries) ScanAuditRecords(ctx context.Context, from, to int64, fn func(s
 }
 
 func (s queries) AuditRecordByEventID(ctx context.Context, eventID string) (recourse.AuditRecord, error) {
+	if err := s.flushAudit(ctx); err != nil {
+		return recourse.AuditRecord{}, err
+	}
 	rows, err := s.q.QueryContext(ctx, `SELECT `+auditRecordColumns+` FROM audit_events WHERE event_id = $1`, eventID)
 	if err != nil {
 		return recourse.AuditRecord{}, s.wrap("read audit record", err)
@@ -176,6 +230,9 @@ func (s queries) AuditRecordByEventID(ctx context.Context, eventID string) (reco
 }
 
 func (s queries) ListAuditEvents(ctx context.Context, f recourse.AuditFilter) ([]*recourse.AuditEvent, error) {
+	if err := s.flushAudit(ctx); err != nil {
+		return nil, err
+	}
 	limit := f.Limit
 	if limit <= 0 || limit > 1000 {
 		limit = 1000

@@ -64,6 +64,9 @@ type queries struct {
 	// committed collects what AfterCommit asked to run once the
 	// transaction has committed; nil outside a transaction.
 	committed *[]func()
+	// auditQueue holds the transaction's audit events until flushAudit;
+	// nil outside a transaction.
+	auditQueue *[]string
 }
 
 // AfterCommit runs fn once the current transaction has committed, and never
@@ -89,7 +92,12 @@ func (s queries) inTransaction(ctx context.Context, fn func(q queries) error) er
 	}
 	defer tx.Rollback()
 	var committed []func()
-	if err := fn(queries{q: tx, d: s.d, inTx: true, db: s.db, committed: &committed}); err != nil {
+	var audit []string
+	q := queries{q: tx, d: s.d, inTx: true, db: s.db, committed: &committed, auditQueue: &audit}
+	if err := fn(q); err != nil {
+		return err
+	}
+	if err := q.flushAudit(ctx); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
@@ -170,35 +178,58 @@ const accountColumns = `id, username, display_name, kind, status, employment, co
 type scanner interface{ Scan(dest ...any) error }
 
 func scanAccount(r scanner) (*recourse.Account, error) {
-	var a recourse.Account
-	var contractEnd, lockedAt, frozenAt sql.NullTime
-	var owners, groups, roles, contacts string
-	if err := r.Scan(&a.ID, &a.Username, &a.DisplayName, &a.Kind, &a.Status, &a.Employment, &contractEnd,
-		&a.ManagerID, &a.SponsorID, &owners, &groups, &roles, &contacts, &a.IAL, &a.FailedSignIns, &lockedAt,
-		&a.CreatedAt, &a.UpdatedAt, &a.Version, &a.RecoveryFailures, &frozenAt); err != nil {
+	var row accountRow
+	if err := r.Scan(row.dest()...); err != nil {
 		return nil, err
 	}
+	return row.account()
+}
+
+// accountRow holds the columns of accountColumns as they are scanned.
+type accountRow struct {
+	a                               recourse.Account
+	contractEnd, lockedAt, frozenAt sql.NullTime
+	owners, groups, roles, contacts string
+}
+
+func (r *accountRow) dest() []any {
+	a := &r.a
+	return []any{&a.ID, &a.Username, &a.DisplayName, &a.Kind, &a.Status, &a.Employment, &r.contractEnd,
+		&a.ManagerID, &a.SponsorID, &r.owners, &r.groups, &r.roles, &r.contacts, &a.IAL, &a.FailedSignIns, &r.lockedAt,
+		&a.CreatedAt, &a.UpdatedAt, &a.Version, &a.RecoveryFailures, &r.frozenAt}
+}
+
+func (r *accountRow) account() (*recourse.Account, error) {
+	a := r.a
 	var err error
-	if a.Owners, err = parseList(owners); err != nil {
+	if a.Owners, err = parseList(r.owners); err != nil {
 		return nil, err
 	}
-	if a.Groups, err = parseList(groups); err != nil {
+	if a.Groups, err = parseList(r.groups); err != nil {
 		return nil, err
 	}
-	if a.Roles, err = parseList(roles); err != nil {
+	if a.Roles, err = parseList(r.roles); err != nil {
 		return nil, err
 	}
-	if a.RecoveryContacts, err = parseList(contacts); err != nil {
+	if a.RecoveryContacts, err = parseList(r.contacts); err != nil {
 		return nil, err
 	}
-	a.ContractEnd = timePtr(contractEnd)
-	a.LockedAt = timePtr(lockedAt)
-	a.FrozenAt = timePtr(frozenAt)
+	a.ContractEnd = timePtr(r.contractEnd)
+	a.LockedAt = timePtr(r.lockedAt)
+	a.FrozenAt = timePtr(r.frozenAt)
 	a.CreatedAt, a.UpdatedAt = utc(a.CreatedAt), utc(a.UpdatedAt)
 	return &a, nil
 }
 
-// loadChannels fills the account's channels.
+// accountColumnsOfA are accountColumns of the table aliased a.
+var accountColumnsOfA = func() string {
+	cols := strings.Split(accountColumns, ",")
+	for i, c := range cols {
+		cols[i] = "a." + strings.TrimSpace(c)
+	}
+	return strings.Join(cols, ", ")
+}()
+
 func (s queries) loadChannels(ctx context.Context, a *recourse.Account) error {
 	chs, err := s.channels(ctx, `c.account_id = $1`, a.ID)
 	if err != nil {
@@ -215,23 +246,57 @@ func (s queries) loadChannels(ctx context.Context, a *recourse.Account) error {
 	return nil
 }
 
+// account reads the account where says (of the table aliased a) with its
+// channels, in one statement: a row per channel, or one row without a
+// channel. An account is read several times in every recovery, and on
+// PostgreSQL each statement is a round trip.
 func (s queries) account(ctx context.Context, where string, arg any) (*recourse.Account, error) {
-	a, err := scanAccount(s.q.QueryRowContext(ctx, `SELECT `+accountColumns+` FROM accounts WHERE `+where, arg))
+	rows, err := s.q.QueryContext(ctx, `SELECT `+accountColumnsOfA+`, `+channelColumns+`
+		FROM accounts a LEFT JOIN channels c ON c.account_id = a.id WHERE `+where+` ORDER BY c.created_at, c.id`, arg)
 	if err != nil {
 		return nil, s.wrap("read account", err)
 	}
-	if err := s.loadChannels(ctx, a); err != nil {
-		return nil, s.wrap("read channels", err)
+	defer rows.Close()
+	var a *recourse.Account
+	for rows.Next() {
+		var row accountRow
+		var chID, chAccount, chKind, chAddress sql.NullString
+		var chVerified, chCreated sql.NullTime
+		var chShared sql.NullBool
+		if err := rows.Scan(append(row.dest(), &chID, &chAccount, &chKind, &chAddress, &chVerified, &chCreated, &chShared)...); err != nil {
+			return nil, s.wrap("read account", err)
+		}
+		if a == nil {
+			if a, err = row.account(); err != nil {
+				return nil, s.wrap("read account", err)
+			}
+		}
+		if !chID.Valid {
+			continue
+		}
+		c := recourse.Channel{ID: chID.String, AccountID: chAccount.String, Kind: recourse.ChannelKind(chKind.String), Address: chAddress.String,
+			VerifiedAt: timePtr(chVerified), Verified: chVerified.Valid, CreatedAt: utc(chCreated.Time), Shared: chShared.Bool}
+		if c.Kind == recourse.ChannelEmail {
+			a.Emails = append(a.Emails, c)
+		} else {
+			a.Phones = append(a.Phones, c)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.wrap("read account", err)
+	}
+	if a == nil {
+		return nil, recourse.ErrNotFound
 	}
 	return a, nil
 }
 
 func (s queries) Account(ctx context.Context, id string) (*recourse.Account, error) {
-	return s.account(ctx, `id = $1`, id)
+	return s.account(ctx, `a.id = $1`, id)
 }
 
 func (s queries) AccountByUsername(ctx context.Context, username string) (*recourse.Account, error) {
-	return s.account(ctx, `username = $1`, username)
+	return s.account(ctx, `a.username = $1`, username)
 }
 
 func (s queries) AccountByVerifiedEmail(ctx context.Context, address string) (*recourse.Account, error) {

@@ -319,3 +319,53 @@ func testAuditRollback(t *testing.T, s recourse.Store) {
 		t.Error(err)
 	}
 }
+
+// testAuditEventsOfATransaction: the events a transaction adds are stored
+// in the order they were added, and the transaction reads them back before
+// it commits (a backend may hold them until the commit, as sqlstore does).
+func testAuditEventsOfATransaction(t *testing.T, s recourse.Store) {
+	ctx := t.Context()
+	var added []*recourse.AuditEvent
+	for i := range 7 { // 7 = 4 + 2 + 1: every shape of a multi-row insert below 8
+		added = append(added, NewAuditEvent(recourse.ActionSessionRevoke, "ordered", i))
+	}
+	err := s.InTx(ctx, func(tx recourse.Tx) error {
+		for i, e := range added {
+			if err := tx.AddAuditEvent(ctx, e); err != nil {
+				return err
+			}
+			if i == 2 {
+				// Read in the middle: the first three are there.
+				n, err := tx.AuditBacklog(ctx)
+				if err != nil {
+					return err
+				}
+				if n != 3 {
+					t.Errorf("backlog inside the transaction after 3 events = %d, want 3", n)
+				}
+				if _, err := tx.AuditRecordByEventID(ctx, added[1].ID); err != nil {
+					t.Errorf("the transaction cannot read its own event: %v", err)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := s.UnsequencedAuditEvents(ctx, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != len(added) {
+		t.Fatalf("%d events stored, want %d", len(recs), len(added))
+	}
+	for i, r := range recs {
+		if r.EventID() != added[i].ID {
+			t.Errorf("event %d stored as %s, want %s (the order they were added in)", i, r.EventID(), added[i].ID)
+		}
+		if i > 0 && r.Row <= recs[i-1].Row {
+			t.Errorf("rows out of order: %d after %d", r.Row, recs[i-1].Row)
+		}
+	}
+}

@@ -49,6 +49,7 @@ func Run(t *testing.T, newStore func(t *testing.T) recourse.Store) {
 		{"AuditHashesAndCheckpoints", testAuditHashesAndCheckpoints},
 		{"AuditListFilters", testAuditListFilters},
 		{"AuditRollback", testAuditRollback},
+		{"AuditEventsOfATransaction", testAuditEventsOfATransaction},
 		{"Notify", testNotify},
 		{"APIKeys", testAPIKeys},
 	}
