@@ -113,12 +113,13 @@ func (s *Service) StartRecovery(ctx context.Context, identifier, lost string, me
 // ProcessStart opens the request a StartJob describes, if its identifier
 // names an active account: it asks the policy, sends codes to the account's
 // confirmed channels and tells every channel. It is idempotent.
+//
+// A job runs again when its first run's outcome was not recorded; the
+// request it opened then exists already, and inserting it again conflicts
+// inside the transaction, which is rolled back (errRequestExists): no
+// second set of codes and notices, and no read before each start to find
+// out.
 func (s *Service) ProcessStart(ctx context.Context, job StartJob) error {
-	if _, err := s.store.Recovery(ctx, job.RequestID); err == nil {
-		return nil // already processed
-	} else if !errors.Is(err, recourse.ErrNotFound) {
-		return err
-	}
 	meta := Meta{IP: job.IP, UserAgent: job.UserAgent, RequestID: job.RequestTag, Channel: recourse.ViaWeb}
 	a, err := s.lookupIdentifier(ctx, job.Identifier)
 	if errors.Is(err, recourse.ErrNotFound) || (err == nil && a.Kind != recourse.KindHuman) {
@@ -131,7 +132,23 @@ func (s *Service) ProcessStart(ctx context.Context, job StartJob) error {
 	}
 	action := LostActions[job.Lost]
 	req := policy.Request{Initiator: "self", IP: job.IP, Time: s.now()}
-	return s.openRecovery(ctx, a, action, job.Lost, req, job.RequestID, job.BrowserHash, "", nil, meta)
+	err = s.openRecovery(ctx, a, action, job.Lost, req, job.RequestID, job.BrowserHash, "", nil, meta)
+	if errors.Is(err, errRequestExists) {
+		return nil // processed already
+	}
+	return err
+}
+
+// errRequestExists: the request openRecovery was to open exists.
+var errRequestExists = errors.New("service: the recovery request exists already")
+
+// createRecovery stores a new request; errRequestExists if its id is taken.
+func createRecovery(ctx context.Context, tx recourse.Tx, r *recourse.Recovery) error {
+	err := tx.CreateRecovery(ctx, r)
+	if errors.Is(err, recourse.ErrConflict) {
+		return errRequestExists
+	}
+	return err
 }
 
 // openRecovery asks the policy and stores the request with its first codes
@@ -163,7 +180,7 @@ func (s *Service) openRecovery(ctx context.Context, a *recourse.Account, action,
 		r.State, r.Outcome = recourse.RecoveryDenied, d.Reason
 		r.Requirement, r.RequirementDigest = []byte("null"), ""
 		return s.store.InTx(ctx, func(tx recourse.Tx) error {
-			if err := tx.CreateRecovery(ctx, r); err != nil {
+			if err := createRecovery(ctx, tx, r); err != nil {
 				return err
 			}
 			if err := s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionRecoveryStart, Outcome: recourse.OutcomeDenied,
@@ -189,7 +206,7 @@ func (s *Service) openRecovery(ctx context.Context, a *recourse.Account, action,
 	r.Requirement, r.RequirementDigest = reqJSON, d.Requirement.Digest()
 	r.ExpiresAt = now.Add(d.Requirement.Lifetimes.Request)
 	return s.store.InTx(ctx, func(tx recourse.Tx) error {
-		if err := tx.CreateRecovery(ctx, r); err != nil {
+		if err := createRecovery(ctx, tx, r); err != nil {
 			return err
 		}
 		if attestation != nil {
