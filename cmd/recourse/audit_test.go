@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -263,5 +264,13 @@ func TestServeAudit(t *testing.T) {
 	resp.Body.Close()
 	if !strings.Contains(string(body), "recourse_audit_unsequenced_events 0") || !strings.Contains(string(body), "recourse_audit_log_size 1") {
 		t.Errorf("audit metrics missing:\n%s", body)
+	}
+	// The server has written (migrations, the policy load, its audit
+	// event), so the SQLite writer has had turns and commits.
+	for _, re := range []string{`recourse_sqlite_writer_turns_total [1-9]`, `recourse_sqlite_writer_commits_total [1-9]`,
+		`recourse_sqlite_writer_busy_seconds_total [0-9.e+-]+`, `recourse_sqlite_writer_failed_commits_total 0`, `recourse_sqlite_writer_waiting 0`} {
+		if !regexp.MustCompile(`(?m)^` + re).Match(body) {
+			t.Errorf("/metrics lacks %s", re)
+		}
 	}
 }

@@ -62,8 +62,17 @@ func (c *cachingConnector) open(ctx context.Context, w *writer, cacheSize int) (
 	return &cachingConn{Conn: conn, w: w, size: cacheSize, byQuery: map[string]*list.Element{}, lru: list.New()}, nil
 }
 
-// Driver implements driver.Connector.
-func (c *cachingConnector) Driver() driver.Driver { return c.base.Driver() }
+// Driver implements driver.Connector. The driver it returns leads back to
+// the connector, so that Stats can find the writer of a *sql.DB.
+func (c *cachingConnector) Driver() driver.Driver {
+	return connectorDriver{Driver: c.base.Driver(), c: c}
+}
+
+// connectorDriver is the driver, and the connector it came from.
+type connectorDriver struct {
+	driver.Driver
+	c *cachingConnector
+}
 
 // Close closes the writer's connection; database/sql calls it from DB.Close.
 func (c *cachingConnector) Close() error { return c.w.close() }

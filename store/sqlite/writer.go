@@ -2,11 +2,13 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -59,6 +61,37 @@ type writer struct {
 	// Used only by the writer whose turn it is.
 	conn  *cachingConn
 	batch *writeBatch
+	since time.Time // when the turn began
+
+	turns, commits, failed, busyNs, waitNs atomic.Uint64
+}
+
+// WriterStats are the counters of a database's writer since it was
+// opened: how busy the one writer is, how long writers wait for it, and
+// how many transactions share a COMMIT. A writer busy most of the wall
+// clock is the database's limit (docs/benchmarks.md).
+type WriterStats struct {
+	Turns         uint64        // transactions and single writes that had their turn
+	Commits       uint64        // SQLite COMMITs, each for one or more turns
+	FailedCommits uint64        // batches that failed, COMMIT or earlier
+	Busy          time.Duration // time the writer was held
+	Waited        time.Duration // time writers spent waiting for their turn, summed
+	Waiting       int           // writers waiting now
+}
+
+// Stats returns the writer's counters of a database opened by OpenDB or
+// Open; ok is false for any other database handle.
+func Stats(db *sql.DB) (st WriterStats, ok bool) {
+	d, ok := db.Driver().(connectorDriver)
+	if !ok {
+		return WriterStats{}, false
+	}
+	w := d.c.w
+	w.mu.Lock()
+	waiting := len(w.queue)
+	w.mu.Unlock()
+	return WriterStats{Turns: w.turns.Load(), Commits: w.commits.Load(), FailedCommits: w.failed.Load(),
+		Busy: time.Duration(w.busyNs.Load()), Waited: time.Duration(w.waitNs.Load()), Waiting: waiting}, true
 }
 
 // writeBatch is an open SQLite transaction shared by writers in turn.
@@ -86,23 +119,29 @@ func (w *writer) acquire(ctx context.Context) (ok bool, err error) {
 	if !w.held {
 		w.held = true
 		w.mu.Unlock()
+		w.since = time.Now()
 		return true, nil
 	}
 	ready := make(chan struct{})
 	w.queue = append(w.queue, ready)
 	w.mu.Unlock()
+	start := time.Now()
+	defer func() { w.waitNs.Add(uint64(time.Since(start))) }()
 	t := time.NewTimer(gateWait)
 	defer t.Stop()
 	select {
 	case <-ready:
+		w.since = time.Now()
 		return true, nil
 	case <-t.C:
 		if w.withdraw(ready) {
 			return false, nil
 		}
+		w.since = time.Now()
 		return true, nil // handed over as the wait ran out: take it
 	case <-ctx.Done():
 		if !w.withdraw(ready) {
+			w.since = time.Now()
 			w.done(false) // handed over as ctx ended: pass it on
 		}
 		return false, ctx.Err()
@@ -183,6 +222,8 @@ func (w *writer) end(keep bool) error {
 // goes to the next waiter, the batch staying open for it when its bounds
 // allow; otherwise the batch commits first.
 func (w *writer) done(part bool) error {
+	w.turns.Add(1)
+	w.busyNs.Add(uint64(time.Since(w.since)))
 	w.mu.Lock()
 	if b := w.batch; b != nil && len(w.queue) > 0 && b.parts < w.maxBatch && time.Since(b.began) < w.maxBatchAge {
 		var result chan error
@@ -216,7 +257,9 @@ func (w *writer) commit() error {
 	b := w.batch
 	w.batch = nil
 	err := w.exec("COMMIT")
+	w.commits.Add(1)
 	if err != nil {
+		w.failed.Add(1)
 		w.exec("ROLLBACK") // SQLite may have rolled back already
 		err = fmt.Errorf("sqlite: commit: %w", err)
 	}
@@ -234,6 +277,7 @@ func (w *writer) abort(cause error) {
 	if b == nil {
 		return
 	}
+	w.failed.Add(1)
 	err := fmt.Errorf("sqlite: a write in the same commit failed, so this one was rolled back: %w", cause)
 	for _, r := range b.waiting {
 		r <- err

@@ -171,6 +171,10 @@ func insertTx(ctx context.Context, db *sql.DB, k string, parent any, commit bool
 func TestGroupCommit(t *testing.T) {
 	ctx := t.Context()
 	db, w := openWriterTest(t)
+	before, ok := Stats(db)
+	if !ok {
+		t.Fatal("Stats does not know a database OpenDB opened")
+	}
 
 	// "a" holds the writer while "b" (rolled back) and "c" queue behind it.
 	a, err := db.BeginTx(ctx, nil)
@@ -207,6 +211,14 @@ func TestGroupCommit(t *testing.T) {
 	}
 	if got := rowsOf(t, db); !slices.Equal(got, []string{"a", "c"}) {
 		t.Errorf("rows = %v, want [a c] (b rolled back)", got)
+	}
+	// Three turns, one COMMIT; two of them waited.
+	after, _ := Stats(db)
+	if turns, commits := after.Turns-before.Turns, after.Commits-before.Commits; turns != 3 || commits != 1 {
+		t.Errorf("stats: %d turns and %d commits, want 3 and 1", turns, commits)
+	}
+	if after.Busy <= before.Busy || after.Waited <= before.Waited || after.Waiting != 0 || after.FailedCommits != 0 {
+		t.Errorf("stats before %+v, after %+v: want more busy and waited time, none waiting, none failed", before, after)
 	}
 	// The writer is free and usable afterwards.
 	if _, err := db.ExecContext(ctx, `INSERT INTO t (k) VALUES ('d')`); err != nil {
@@ -250,6 +262,9 @@ func TestGroupCommitFailureFailsEveryMember(t *testing.T) {
 	}
 	if got := rowsOf(t, db); len(got) != 0 {
 		t.Errorf("rows = %v, want none", got)
+	}
+	if st, _ := Stats(db); st.FailedCommits != 1 {
+		t.Errorf("failed commits = %d, want 1", st.FailedCommits)
 	}
 	// The writer recovers: the next transaction commits.
 	done := make(chan error, 1)
@@ -374,5 +389,17 @@ func TestReturningRowsAfterCommit(t *testing.T) {
 	}
 	if n := len(rowsOf(t, db)); n != 3 {
 		t.Errorf("%d rows after the failed write, want 3", n)
+	}
+}
+
+// TestStatsOfOtherDatabases: Stats tells a database it did not open.
+func TestStatsOfOtherDatabases(t *testing.T) {
+	db, err := sql.Open("sqlite", filepath.Join(t.TempDir(), "plain.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, ok := Stats(db); ok {
+		t.Error("Stats reported a writer for a database opened without one")
 	}
 }

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/recourse/recourse"
+	"github.com/recourse/recourse/store/sqlite"
+)
+
+// registerStoreMetrics exports the SQLite writer's counters: on the
+// embedded database every write goes through one writer, and its
+// utilisation (the rate of recourse_sqlite_writer_busy_seconds_total) is
+// how close the server is to the most it can write. Nothing on PostgreSQL.
+func registerStoreMetrics(reg *prometheus.Registry, st recourse.Store) error {
+	db, kind, err := sqlDB(st)
+	if err != nil || kind != "sqlite" {
+		return nil
+	}
+	if _, ok := sqlite.Stats(db); !ok {
+		return nil
+	}
+	stats := func() sqlite.WriterStats { s, _ := sqlite.Stats(db); return s }
+	counter := func(name, help string, v func(sqlite.WriterStats) float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return v(stats()) })
+	}
+	for _, c := range []prometheus.Collector{
+		counter("recourse_sqlite_writer_busy_seconds_total",
+			"Time the SQLite writer was held; its rate is the writer's utilisation (1 is saturated).",
+			func(s sqlite.WriterStats) float64 { return s.Busy.Seconds() }),
+		counter("recourse_sqlite_writer_wait_seconds_total",
+			"Time writers spent waiting for the SQLite writer, summed over writers.",
+			func(s sqlite.WriterStats) float64 { return s.Waited.Seconds() }),
+		counter("recourse_sqlite_writer_turns_total",
+			"Transactions and single writes that ran on the SQLite writer.",
+			func(s sqlite.WriterStats) float64 { return float64(s.Turns) }),
+		counter("recourse_sqlite_writer_commits_total",
+			"SQLite COMMITs; turns per commit is how many transactions group commit put in each.",
+			func(s sqlite.WriterStats) float64 { return float64(s.Commits) }),
+		counter("recourse_sqlite_writer_failed_commits_total",
+			"Group commits that failed; every transaction in them was told it failed.",
+			func(s sqlite.WriterStats) float64 { return float64(s.FailedCommits) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "recourse_sqlite_writer_waiting",
+			Help: "Writers waiting for the SQLite writer now."},
+			func() float64 { return float64(stats().Waiting) }),
+	} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
