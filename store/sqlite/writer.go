@@ -54,9 +54,10 @@ type writer struct {
 	maxBatch    int
 	maxBatchAge time.Duration
 
-	mu    sync.Mutex
-	held  bool
-	queue []chan struct{} // writers waiting, first come first
+	mu     sync.Mutex
+	held   bool
+	queue  []chan struct{} // writers waiting, first come first
+	closed bool
 
 	// Used only by the writer whose turn it is.
 	conn  *cachingConn
@@ -289,15 +290,27 @@ func (w *writer) exec(query string) error {
 	return err
 }
 
-// close closes the writer's connection.
+// close closes the writer's connection once no writer is using it: it
+// takes the turn (waiting at most gateWait), commits a batch it was handed
+// for the writers waiting on it, and keeps the turn, since the database is
+// closed.
 func (w *writer) close() error {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.conn == nil {
+	again := w.closed
+	w.closed = true
+	w.mu.Unlock()
+	if again {
 		return nil
 	}
-	err := w.conn.Close()
-	w.conn = nil
+	ok, _ := w.acquire(context.Background())
+	var err error
+	if ok && w.batch != nil {
+		err = w.commit()
+	}
+	if w.conn != nil {
+		err = errors.Join(err, w.conn.Close())
+		w.conn = nil
+	}
 	return err
 }
 

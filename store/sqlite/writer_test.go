@@ -403,3 +403,45 @@ func TestStatsOfOtherDatabases(t *testing.T) {
 		t.Error("Stats reported a writer for a database opened without one")
 	}
 }
+
+// TestCloseWaitsForTheWriter: closing the database while a transaction
+// holds the writer waits for it instead of closing the connection under
+// it; the transaction commits and its row is there when the file is
+// opened again.
+func TestCloseWaitsForTheWriter(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "close.db")
+	db, c, err := openDB(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, `CREATE TABLE t (k TEXT PRIMARY KEY)`); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO t (k) VALUES ('kept')`); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- c.Close() }() // what DB.Close calls last
+	waitQueued(t, c.w, 1)
+	if err := tx.Commit(); err != nil {
+		t.Fatalf("commit while the writer is being closed: %v", err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db2, err := OpenDB(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db2.Close()
+	var n int
+	if err := db2.QueryRowContext(ctx, `SELECT count(*) FROM t WHERE k = 'kept'`).Scan(&n); err != nil || n != 1 {
+		t.Errorf("row after reopening: %d, %v; want 1", n, err)
+	}
+}
