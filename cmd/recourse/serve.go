@@ -164,7 +164,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	addr := ln.Addr().(*net.TCPAddr)
 	fmt.Fprintf(stdout, "Recourse %s listening on %s://%s (public URL %s)\n", version(), scheme, addr, pub)
 	if *demo {
-		printDemo(stdout, pub.String(), demoUsers)
+		printDemo(stdout, pub.String(), demoUsers, c.Notify.SMTP.Host)
 	}
 	log.Info("serving", "addr", addr.String(), "public_url", pub.String(), "database", dbKind(c), "dev", c.Dev, "demo", *demo)
 
@@ -311,13 +311,19 @@ func sweepSessions(ctx context.Context, svc *service.Service, log *slog.Logger) 
 	}
 }
 
-func printDemo(w io.Writer, base string, users []service.DemoUser) {
+// printDemo prints how to try the demo; smtpHost is the relay mail goes
+// through, "" when mail is kept in the outbox.
+func printDemo(w io.Writer, base string, users []service.DemoUser, smtpHost string) {
 	fmt.Fprintf(w, "\nDemo organisation ready. Open %s/signin and sign in as any of:\n", base)
 	for _, u := range users {
 		fmt.Fprintf(w, "  %-12s %-16s %s\n", u.Username, u.DisplayName, u.Role)
 	}
 	fmt.Fprintf(w, "Password for everyone: %s\n", service.DemoPassword)
 	fmt.Fprintf(w, "Second factor: the current authenticator-app code for each user is at %s/dev/demo\n", base)
+	if smtpHost != "" {
+		fmt.Fprintf(w, "Mail goes through the SMTP relay %s; text messages (no SMS gateway) are kept at %s/dev/outbox\n\n", smtpHost, base)
+		return
+	}
 	fmt.Fprintf(w, "Mail that would have been sent is at %s/dev/outbox\n\n", base)
 }
 
