@@ -110,6 +110,21 @@ func TestLayoutRolesAreDisjoint(t *testing.T) {
 	}
 }
 
+// testParams are cheap Argon2id parameters for tests.
+var testParams = credential.PasswordParams{Time: 1, MemoryKiB: 64, Threads: 1, KeyLen: 32, SaltLen: 16}
+
+// testService is a service over st with testParams.
+func testService(t *testing.T, st recourse.Store) *service.Service {
+	t.Helper()
+	cfg := service.DefaultConfig()
+	cfg.PasswordParams = testParams
+	svc, err := service.New(service.Options{Store: st, Config: cfg, Keys: service.Keys{Master: []byte(strings.Repeat("s", 32))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc
+}
+
 // TestSeed seeds a small directory, checks the credentials work and that a
 // second seeding adds nothing.
 func TestSeed(t *testing.T) {
@@ -119,18 +134,12 @@ func TestSeed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	params := credential.PasswordParams{Time: 1, MemoryKiB: 64, Threads: 1, KeyLen: 32, SaltLen: 16}
-	cfg := service.DefaultConfig()
-	cfg.PasswordParams = params
-	svc, err := service.New(service.Options{Store: st, Config: cfg, Keys: service.Keys{Master: []byte(strings.Repeat("s", 32))}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc := testService(t, st)
 	const n = seedBatch + 37 // two batches, the second partial
-	if got, err := seed(ctx, svc, n, params, io.Discard, false); err != nil || got != n {
+	if got, err := seed(ctx, svc, n, testParams, io.Discard, false); err != nil || got != n {
 		t.Fatalf("seed = %d, %v; want %d", got, err, n)
 	}
-	if got, err := seed(ctx, svc, n, params, io.Discard, false); err != nil || got != 0 {
+	if got, err := seed(ctx, svc, n, testParams, io.Discard, false); err != nil || got != 0 {
 		t.Fatalf("second seed = %d, %v; want 0", got, err)
 	}
 	// The password and the app code of the last account sign it in.
@@ -148,7 +157,7 @@ func TestSeed(t *testing.T) {
 		Status: recourse.StatusActive, Employment: recourse.EmploymentEmployee, IAL: 2}, service.Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	hash, _ := credential.HashPassword(BenchPassword, params)
+	hash, _ := credential.HashPassword(BenchPassword, testParams)
 	if err := svc.SeedBenchCredentials(ctx, []string{"real"}, service.BenchCredentials{PasswordHash: hash, TOTPSecret: totpSecret}); err == nil {
 		t.Error("SeedBenchCredentials set a password outside the bench group")
 	}
@@ -184,15 +193,9 @@ func TestFillAuditLog(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer st.Close()
-			params := credential.PasswordParams{Time: 1, MemoryKiB: 64, Threads: 1, KeyLen: 32, SaltLen: 16}
-			cfg := service.DefaultConfig()
-			cfg.PasswordParams = params
-			svc, err := service.New(service.Options{Store: st, Config: cfg, Keys: service.Keys{Master: []byte(strings.Repeat("s", 32))}})
-			if err != nil {
-				t.Fatal(err)
-			}
+			svc := testService(t, st)
 			const accounts = 40
-			if _, err := seed(ctx, svc, accounts, params, io.Discard, false); err != nil {
+			if _, err := seed(ctx, svc, accounts, testParams, io.Discard, false); err != nil {
 				t.Fatal(err)
 			}
 			seeding, err := st.AuditBacklog(ctx)

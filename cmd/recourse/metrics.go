@@ -12,12 +12,12 @@ import (
 // utilisation (the rate of recourse_sqlite_writer_busy_seconds_total) is
 // how close the server is to the most it can write. Nothing on PostgreSQL.
 func registerStoreMetrics(reg *prometheus.Registry, st recourse.Store) error {
-	db, kind, err := sqlDB(st)
-	if err != nil || kind != "sqlite" {
+	db, _, err := sqlDB(st)
+	if err != nil {
 		return nil
 	}
 	if _, ok := sqlite.Stats(db); !ok {
-		return nil
+		return nil // PostgreSQL, or a database without the writer
 	}
 	stats := func() sqlite.WriterStats { s, _ := sqlite.Stats(db); return s }
 	counter := func(name, help string, v func(sqlite.WriterStats) float64) prometheus.Collector {

@@ -117,16 +117,12 @@ func (c *cachingConn) BeginTx(ctx context.Context, opts driver.TxOptions) (drive
 	if c.w == nil {
 		return c.inner().BeginTx(ctx, opts)
 	}
-	ok, err := c.w.acquire(ctx)
+	ok, err := c.w.start(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
 		return c.inner().BeginTx(ctx, opts)
-	}
-	if err := c.w.begin(ctx); err != nil {
-		c.w.done(false)
-		return nil, err
 	}
 	c.onWriter = true
 	return &writerTx{c: c}, nil
@@ -139,14 +135,7 @@ func (c *cachingConn) writeAlone(ctx context.Context, query string) (ok bool, er
 	if c.w == nil || !writes(query) {
 		return false, nil
 	}
-	if ok, err = c.w.acquire(ctx); !ok || err != nil {
-		return false, err
-	}
-	if err := c.w.begin(ctx); err != nil {
-		c.w.done(false)
-		return false, err
-	}
-	return true, nil
+	return c.w.start(ctx)
 }
 
 // finishAlone ends a turn that writeAlone began, after its statement.

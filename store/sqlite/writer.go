@@ -175,6 +175,20 @@ func (w *writer) passLocked() {
 	close(next)
 }
 
+// start waits for the writer's turn and begins the caller's work in it.
+// ok is false when the wait ran out: the caller then writes on its own
+// connection.
+func (w *writer) start(ctx context.Context) (ok bool, err error) {
+	if ok, err = w.acquire(ctx); !ok || err != nil {
+		return false, err
+	}
+	if err := w.begin(ctx); err != nil {
+		w.done(false)
+		return false, err
+	}
+	return true, nil
+}
+
 // begin starts a writer's work: the batch's SQLite transaction if none is
 // open, then the writer's savepoint. On error the turn is still held.
 func (w *writer) begin(ctx context.Context) error {

@@ -237,13 +237,18 @@ func (s queries) loadChannels(ctx context.Context, a *recourse.Account) error {
 	}
 	a.Emails, a.Phones = nil, nil
 	for _, c := range chs {
-		if c.Kind == recourse.ChannelEmail {
-			a.Emails = append(a.Emails, c)
-		} else {
-			a.Phones = append(a.Phones, c)
-		}
+		addChannel(a, c)
 	}
 	return nil
+}
+
+// addChannel files c under the account's addresses or phone numbers.
+func addChannel(a *recourse.Account, c recourse.Channel) {
+	if c.Kind == recourse.ChannelEmail {
+		a.Emails = append(a.Emails, c)
+	} else {
+		a.Phones = append(a.Phones, c)
+	}
 }
 
 // account reads the account where says (of the table aliased a) with its
@@ -271,15 +276,8 @@ func (s queries) account(ctx context.Context, where string, arg any) (*recourse.
 				return nil, s.wrap("read account", err)
 			}
 		}
-		if !chID.Valid {
-			continue
-		}
-		c := recourse.Channel{ID: chID.String, AccountID: chAccount.String, Kind: recourse.ChannelKind(chKind.String), Address: chAddress.String,
-			VerifiedAt: timePtr(chVerified), Verified: chVerified.Valid, CreatedAt: utc(chCreated.Time), Shared: chShared.Bool}
-		if c.Kind == recourse.ChannelEmail {
-			a.Emails = append(a.Emails, c)
-		} else {
-			a.Phones = append(a.Phones, c)
+		if chID.Valid {
+			addChannel(a, channelOf(chID.String, chAccount.String, chKind.String, chAddress.String, chVerified, chCreated.Time, chShared.Bool))
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -527,17 +525,22 @@ func (s queries) channels(ctx context.Context, where string, arg any) ([]recours
 	defer rows.Close()
 	var out []recourse.Channel
 	for rows.Next() {
-		var c recourse.Channel
+		var id, account, kind, address string
 		var verified sql.NullTime
-		if err := rows.Scan(&c.ID, &c.AccountID, &c.Kind, &c.Address, &verified, &c.CreatedAt, &c.Shared); err != nil {
+		var created time.Time
+		var shared bool
+		if err := rows.Scan(&id, &account, &kind, &address, &verified, &created, &shared); err != nil {
 			return nil, err
 		}
-		c.VerifiedAt = timePtr(verified)
-		c.Verified = verified.Valid
-		c.CreatedAt = utc(c.CreatedAt)
-		out = append(out, c)
+		out = append(out, channelOf(id, account, kind, address, verified, created, shared))
 	}
 	return out, rows.Err()
+}
+
+// channelOf makes a Channel of the columns of channelColumns.
+func channelOf(id, account, kind, address string, verified sql.NullTime, created time.Time, shared bool) recourse.Channel {
+	return recourse.Channel{ID: id, AccountID: account, Kind: recourse.ChannelKind(kind), Address: address,
+		Verified: verified.Valid, VerifiedAt: timePtr(verified), CreatedAt: utc(created), Shared: shared}
 }
 
 func (s queries) AddChannel(ctx context.Context, c *recourse.Channel) error {
