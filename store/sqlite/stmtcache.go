@@ -6,6 +6,7 @@ import (
 	"context"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 	"io"
 	"reflect"
 )
@@ -37,7 +38,20 @@ func newConnector(base driver.Connector) *cachingConnector {
 	c := &cachingConnector{base: base}
 	c.w = &writer{
 		connect: func(ctx context.Context) (*cachingConn, error) {
-			return c.open(ctx, nil, writerStmtCacheSize)
+			conn, err := c.open(ctx, nil, writerStmtCacheSize)
+			if err != nil {
+				return nil, err
+			}
+			// Each transaction of a group commit runs in a SAVEPOINT, so
+			// SQLite copies every page it first changes to a statement
+			// journal, a temporary file once it passes 64 KiB: two write
+			// system calls a page. In memory it costs no call; it holds
+			// at most the pages of one batch.
+			if _, err := conn.Conn.(driverConn).ExecContext(ctx, "PRAGMA temp_store = MEMORY", nil); err != nil {
+				conn.Close()
+				return nil, fmt.Errorf("sqlite: writer connection: %w", err)
+			}
+			return conn, nil
 		},
 		maxBatch:    defaultMaxBatch,
 		maxBatchAge: defaultMaxBatchAge,
