@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverdatabasesql"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 	"github.com/riverqueue/river/rivermigrate"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/recourse/recourse"
 	"github.com/recourse/recourse/notify"
@@ -154,6 +156,14 @@ type Options struct {
 	// RetryBase and RetryMax shape the delivery back-off (notify.Backoff;
 	// defaults 5s and 6h).
 	RetryBase, RetryMax time.Duration
+	// StartFallback is how long a "Can't sign in?" job that this started
+	// queue runs in process (direct.go) waits before River runs it instead
+	// (default 10s): the longest a start is delayed when its process
+	// crashed or was too busy.
+	StartFallback time.Duration
+	// StartsOnQueue turns the in-process run of starts off: River fetches
+	// them like every other job.
+	StartsOnQueue bool
 }
 
 // Queue is the job queue; it implements service.Scheduler.
@@ -163,6 +173,7 @@ type Queue struct {
 	log    *slog.Logger
 	opts   Options
 	wake   *wake
+	direct *direct
 }
 
 var (
@@ -200,10 +211,13 @@ func New(db *sql.DB, dialect string, log *slog.Logger, opts Options) (*Queue, er
 	if opts.DeliveryAttempts == 0 {
 		opts.DeliveryAttempts = notify.DefaultMaxAttempts
 	}
+	if opts.StartFallback == 0 {
+		opts.StartFallback = 10 * time.Second
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	q := &Queue{log: log, opts: opts, wake: newWake()}
+	q := &Queue{log: log, opts: opts, wake: newWake(), direct: newDirect(opts.StartFallback)}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, river.WorkFunc(func(ctx context.Context, job *river.Job[StartArgs]) error {
 		svc := q.svc.Load()
@@ -259,15 +273,56 @@ func New(db *sql.DB, dialect string, log *slog.Logger, opts Options) (*Queue, er
 // Start runs the workers until Stop; they call svc.
 func (q *Queue) Start(ctx context.Context, svc *service.Service) error {
 	q.svc.Store(svc)
-	return q.client.Start(ctx)
+	if err := q.client.Start(ctx); err != nil {
+		return err
+	}
+	if !q.opts.StartsOnQueue {
+		q.direct.start(ctx, q.opts.Workers, q.runDirect)
+	}
+	return nil
 }
 
-// Stop waits for running jobs to finish.
-func (q *Queue) Stop(ctx context.Context) error { return q.client.Stop(ctx) }
+// Stop waits for running jobs to finish; starts not yet run in process
+// are left to River (their fallback time).
+func (q *Queue) Stop(ctx context.Context) error {
+	return errors.Join(q.direct.halt(ctx), q.client.Stop(ctx))
+}
 
-// Subscribe streams job events (tests wait on completions with it).
+// subscribeBuffer is the events a subscriber may fall behind by before
+// they are dropped (River's default).
+const subscribeBuffer = 1000
+
+// Subscribe streams job events, River's and those of the starts run in
+// process (tests wait on completions with it).
 func (q *Queue) Subscribe(kinds ...river.EventKind) (<-chan *river.Event, func()) {
-	return q.client.Subscribe(kinds...)
+	fromRiver, cancelRiver := q.client.Subscribe(kinds...)
+	out := make(chan *river.Event, subscribeBuffer)
+	cancelDirect := q.direct.subscribe(kinds, out)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case ev, ok := <-fromRiver:
+				if !ok {
+					return
+				}
+				select {
+				case out <- ev:
+				default:
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	return out, func() {
+		once.Do(func() {
+			cancelDirect()
+			cancelRiver()
+			close(done)
+		})
+	}
 }
 
 // underlying returns the first transaction along tx's Unwrap chain (the
@@ -288,31 +343,51 @@ func underlying[T any](tx recourse.Tx) (T, bool) {
 
 // insert inserts a job in tx, River's InsertTx on the store's own
 // transaction, and wakes this process's workers for its queue once tx has
-// committed (see wake). A transaction that cannot say when it commits
-// leaves the job to the database's notification or the poll.
-func (q *Queue) insert(ctx context.Context, tx recourse.Tx, args river.JobArgs, opts *river.InsertOpts) error {
+// committed (see wake) if the job is due. A transaction that cannot say
+// when it commits leaves the job to the database's notification or the
+// poll.
+func (q *Queue) insert(ctx context.Context, tx recourse.Tx, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobRow, error) {
 	h, ok := underlying[interface{ SQLTx() *sql.Tx }](tx)
 	if !ok || h.SQLTx() == nil {
-		return errors.New("jobs: a job must be inserted inside a store transaction")
+		return nil, errors.New("jobs: a job must be inserted inside a store transaction")
 	}
-	if _, err := q.client.InsertTx(ctx, h.SQLTx(), args, opts); err != nil {
-		return err
+	res, err := q.client.InsertTx(ctx, h.SQLTx(), args, opts)
+	if err != nil {
+		return nil, err
+	}
+	if opts.ScheduledAt.After(time.Now()) {
+		return res.Job, nil // River's scheduler makes it available when due
 	}
 	queue := cmp.Or(opts.Queue, river.QueueDefault)
 	if c, ok := underlying[interface{ AfterCommit(func()) }](tx); ok {
 		c.AfterCommit(func() { q.wake.kick(queue) })
 	}
-	return nil
+	return res.Job, nil
 }
 
-// ScheduleStart implements service.Scheduler.
+// ScheduleStart implements service.Scheduler. A started queue runs the
+// start in process as soon as tx commits, and River only if that run does
+// not record an outcome by the fallback time (direct.go).
 func (q *Queue) ScheduleStart(ctx context.Context, tx recourse.Tx, job service.StartJob) error {
-	return q.insert(ctx, tx, StartArgs{job}, &river.InsertOpts{MaxAttempts: 5})
+	opts := &river.InsertOpts{MaxAttempts: 5}
+	c, hooked := underlying[interface{ AfterCommit(func()) }](tx)
+	if !hooked || q.opts.StartsOnQueue || !q.direct.accepting() {
+		_, err := q.insert(ctx, tx, StartArgs{job}, opts)
+		return err
+	}
+	opts.ScheduledAt = time.Now().Add(q.opts.StartFallback)
+	row, err := q.insert(ctx, tx, StartArgs{job}, opts)
+	if err != nil {
+		return err
+	}
+	c.AfterCommit(func() { q.direct.offer(directStart{row: row, job: job}) })
+	return nil
 }
 
 // ScheduleAdvance implements service.Scheduler.
 func (q *Queue) ScheduleAdvance(ctx context.Context, tx recourse.Tx, requestID string, at time.Time) error {
-	return q.insert(ctx, tx, AdvanceArgs{RequestID: requestID}, &river.InsertOpts{ScheduledAt: at, MaxAttempts: 10})
+	_, err := q.insert(ctx, tx, AdvanceArgs{RequestID: requestID}, &river.InsertOpts{ScheduledAt: at, MaxAttempts: 10})
+	return err
 }
 
 // ScheduleDelivery implements service.DeliveryScheduler.
@@ -321,7 +396,8 @@ func (q *Queue) ScheduleDelivery(ctx context.Context, tx recourse.Tx, n *recours
 	if n.Kind == recourse.NotifyWebhook {
 		queue = QueueWebhooks
 	}
-	return q.insert(ctx, tx, DeliverArgs{NotificationID: n.ID}, &river.InsertOpts{Queue: queue, MaxAttempts: q.opts.DeliveryAttempts})
+	_, err := q.insert(ctx, tx, DeliverArgs{NotificationID: n.ID}, &river.InsertOpts{Queue: queue, MaxAttempts: q.opts.DeliveryAttempts})
+	return err
 }
 
 // deliverWorker makes one delivery attempt per run. The service records

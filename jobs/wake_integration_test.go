@@ -23,7 +23,8 @@ import (
 // poll, so a job reaches them only by being announced: a job inserted by
 // this process (its kick after commit), and, on PostgreSQL, one inserted
 // by another replica (LISTEN/NOTIFY). On SQLite another process's job
-// waits for the poll (not tested here: an hour).
+// waits for the poll (not tested here: an hour). Starts go through River
+// here (StartsOnQueue), not the in-process run that would take them first.
 func TestJobsWakeWorkersWithoutPolling(t *testing.T) {
 	for _, backend := range []string{"sqlite", "postgres"} {
 		t.Run(backend, func(t *testing.T) {
@@ -66,7 +67,7 @@ func TestJobsWakeWorkersWithoutPolling(t *testing.T) {
 			if err := jobs.Migrate(ctx, db, backend, nil); err != nil {
 				t.Fatal(err)
 			}
-			workers, err := jobs.New(db, backend, nil, jobs.Options{PollInterval: time.Hour, Listener: pool})
+			workers, err := jobs.New(db, backend, nil, jobs.Options{PollInterval: time.Hour, Listener: pool, StartsOnQueue: true})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -120,23 +120,50 @@ func (s *Service) StartRecovery(ctx context.Context, identifier, lost string, me
 // second set of codes and notices, and no read before each start to find
 // out.
 func (s *Service) ProcessStart(ctx context.Context, job StartJob) error {
+	return s.ProcessStartClaimed(ctx, job, nil)
+}
+
+// Claim is run first in the transaction that records a job's outcome; an
+// error from it rolls the transaction back and is returned as it is.
+type Claim func(ctx context.Context, tx recourse.Tx) error
+
+// ProcessStartClaimed is ProcessStart for a run that competes with another
+// run of the same job: claim (nil: none) takes the job in the transaction
+// that records the outcome — the request opened, or the refusal audited —
+// so that exactly one run records one. The job queue's in-process run
+// passes a claim that deletes the queued copy of the job (jobs/direct.go).
+func (s *Service) ProcessStartClaimed(ctx context.Context, job StartJob, claim Claim) error {
 	meta := Meta{IP: job.IP, UserAgent: job.UserAgent, RequestID: job.RequestTag, Channel: recourse.ViaWeb}
 	a, err := s.lookupIdentifier(ctx, job.Identifier)
 	if errors.Is(err, recourse.ErrNotFound) || (err == nil && a.Kind != recourse.KindHuman) {
-		return s.recordAuditTx(ctx, recourse.AuditEvent{Action: recourse.ActionRecoveryStart, Outcome: recourse.OutcomeFailure,
-			Actor: recourse.AuditActor{Role: recourse.ActorSubject}, Reason: "no such account",
-			Attributes: map[string]string{"identifier": s.identifierHMAC(job.Identifier), "lost": job.Lost}}, meta)
+		return s.inClaimedTx(ctx, claim, func(tx recourse.Tx) error {
+			return s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionRecoveryStart, Outcome: recourse.OutcomeFailure,
+				Actor: recourse.AuditActor{Role: recourse.ActorSubject}, Reason: "no such account",
+				Attributes: map[string]string{"identifier": s.identifierHMAC(job.Identifier), "lost": job.Lost}}, meta)
+		})
 	}
 	if err != nil {
 		return err
 	}
 	action := LostActions[job.Lost]
 	req := policy.Request{Initiator: "self", IP: job.IP, Time: s.now()}
-	err = s.openRecovery(ctx, a, action, job.Lost, req, job.RequestID, job.BrowserHash, "", nil, meta)
+	err = s.openRecovery(ctx, claim, a, action, job.Lost, req, job.RequestID, job.BrowserHash, "", nil, meta)
 	if errors.Is(err, errRequestExists) {
 		return nil // processed already
 	}
 	return err
+}
+
+// inClaimedTx runs fn in a transaction that claim (when not nil) opens.
+func (s *Service) inClaimedTx(ctx context.Context, claim Claim, fn func(tx recourse.Tx) error) error {
+	return s.store.InTx(ctx, func(tx recourse.Tx) error {
+		if claim != nil {
+			if err := claim(ctx, tx); err != nil {
+				return err
+			}
+		}
+		return fn(tx)
+	})
 }
 
 // errRequestExists: the request openRecovery was to open exists.
@@ -152,12 +179,14 @@ func createRecovery(ctx context.Context, tx recourse.Tx, r *recourse.Recovery) e
 }
 
 // openRecovery asks the policy and stores the request with its first codes
-// and notices, all in one transaction.
-func (s *Service) openRecovery(ctx context.Context, a *recourse.Account, action, lost string, req policy.Request, id string,
+// and notices, all in one transaction, which claim (nil: none) opens.
+func (s *Service) openRecovery(ctx context.Context, claim Claim, a *recourse.Account, action, lost string, req policy.Request, id string,
 	browserHash []byte, reason string, attestation *policy.Attestation, meta Meta) error {
 	if a.FrozenAt != nil {
-		return s.recordAuditTx(ctx, recourse.AuditEvent{Action: recourse.ActionRecoveryStart, Outcome: recourse.OutcomeDenied,
-			SubjectID: a.ID, Reason: "account frozen", Attributes: map[string]string{"action": action}}, meta)
+		return s.inClaimedTx(ctx, claim, func(tx recourse.Tx) error {
+			return s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionRecoveryStart, Outcome: recourse.OutcomeDenied,
+				SubjectID: a.ID, Reason: "account frozen", Attributes: map[string]string{"action": action}}, meta)
+		})
 	}
 	facts, err := s.policyFacts(ctx, a)
 	if err != nil {
@@ -179,7 +208,7 @@ func (s *Service) openRecovery(ctx context.Context, a *recourse.Account, action,
 	if d.Outcome == policy.Deny {
 		r.State, r.Outcome = recourse.RecoveryDenied, d.Reason
 		r.Requirement, r.RequirementDigest = []byte("null"), ""
-		return s.store.InTx(ctx, func(tx recourse.Tx) error {
+		return s.inClaimedTx(ctx, claim, func(tx recourse.Tx) error {
 			if err := createRecovery(ctx, tx, r); err != nil {
 				return err
 			}
@@ -205,7 +234,7 @@ func (s *Service) openRecovery(ctx context.Context, a *recourse.Account, action,
 	r.State = recourse.RecoveryCollecting
 	r.Requirement, r.RequirementDigest = reqJSON, d.Requirement.Digest()
 	r.ExpiresAt = now.Add(d.Requirement.Lifetimes.Request)
-	return s.store.InTx(ctx, func(tx recourse.Tx) error {
+	return s.inClaimedTx(ctx, claim, func(tx recourse.Tx) error {
 		if err := createRecovery(ctx, tx, r); err != nil {
 			return err
 		}

@@ -1,0 +1,212 @@
+package jobs
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/recourse/recourse"
+	"github.com/recourse/recourse/service"
+)
+
+// Starts run in this process first.
+//
+// A "Can't sign in?" job used to wait for River to fetch it: the fetch is
+// a write (it marks the job running), then the job's own transaction, then
+// River's completion, another write; on SQLite each goes through the one
+// writer, and the fetch waits for the next fetch round. A started queue
+// instead inserts the job scheduled StartFallback in the future and, once
+// the inserting transaction has committed, hands it to its own workers
+// here. Such a run claims the job in the transaction that records its
+// outcome, by deleting the queued copy (Queue.claim): if the delete finds
+// the job running or finished, River has it, and the run steps back. So
+// exactly one run records an outcome, and the queued copy is the durable
+// fallback: a start this process never ran — it crashed, stopped, or was
+// too far behind to take it — runs on River once the fallback time
+// passes, here or on another replica.
+//
+// A queue that is not started (the CLI's) inserts starts as ordinary jobs.
+
+// directBuffer bounds the starts waiting for an in-process worker; past it
+// a start waits for its fallback time.
+const directBuffer = 1024
+
+// directStart is a committed start job and its queued copy.
+type directStart struct {
+	row *rivertype.JobRow
+	job service.StartJob
+}
+
+// direct is the in-process runner of start jobs.
+type direct struct {
+	pending chan directStart
+	// mu guards running and the subscribers.
+	mu       sync.Mutex
+	running  bool
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	subs     map[int]subscriber
+	nextSub  int
+	fallback time.Duration
+}
+
+type subscriber struct {
+	kinds []river.EventKind
+	ch    chan *river.Event
+}
+
+func newDirect(fallback time.Duration) *direct {
+	return &direct{pending: make(chan directStart, directBuffer), subs: map[int]subscriber{}, fallback: fallback}
+}
+
+// accepting reports whether started workers will take a start.
+func (d *direct) accepting() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.running
+}
+
+// offer hands a committed start to the workers; it never blocks. A start
+// that does not fit waits for its fallback time.
+func (d *direct) offer(s directStart) {
+	select {
+	case d.pending <- s:
+	default:
+	}
+}
+
+// start runs n workers that call run for each start until halt.
+func (d *direct) start(ctx context.Context, n int, run func(context.Context, directStart)) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.running {
+		return
+	}
+	d.running, d.stop = true, make(chan struct{})
+	stop := d.stop
+	for range n {
+		d.wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				case <-ctx.Done():
+					return
+				case s := <-d.pending:
+					run(ctx, s)
+				}
+			}
+		})
+	}
+}
+
+// halt stops taking starts and waits, at most until ctx ends, for the runs
+// in progress. Starts still waiting are left to their fallback.
+func (d *direct) halt(ctx context.Context) error {
+	d.mu.Lock()
+	if !d.running {
+		d.mu.Unlock()
+		return nil
+	}
+	d.running = false
+	close(d.stop)
+	d.mu.Unlock()
+	done := make(chan struct{})
+	go func() { d.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// subscribe adds ch as a receiver of the events of direct runs.
+func (d *direct) subscribe(kinds []river.EventKind, ch chan *river.Event) (cancel func()) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	id := d.nextSub
+	d.nextSub++
+	d.subs[id] = subscriber{kinds: kinds, ch: ch}
+	return func() {
+		d.mu.Lock()
+		delete(d.subs, id)
+		d.mu.Unlock()
+	}
+}
+
+// publish sends ev to the subscribers that asked for its kind; like
+// River, it drops an event a full subscriber cannot take.
+func (d *direct) publish(ev *river.Event) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, s := range d.subs {
+		for _, k := range s.kinds {
+			if k == ev.Kind {
+				select {
+				case s.ch <- ev:
+				default:
+				}
+				break
+			}
+		}
+	}
+}
+
+// errTaken: River runs or ran the job a direct run was about to claim.
+var errTaken = errors.New("jobs: the queue has taken this job")
+
+// claim takes a queued start job for a direct run, in the transaction
+// that records the run's outcome: it deletes the job. A running job is not
+// deleted (River's rule); a job that ran to an end is deleted only if the
+// transaction commits, and it is rolled back with it here.
+func (q *Queue) claim(ctx context.Context, tx recourse.Tx, id int64) error {
+	h, ok := underlying[interface{ SQLTx() *sql.Tx }](tx)
+	if !ok || h.SQLTx() == nil {
+		return errors.New("jobs: a job is claimed inside a store transaction")
+	}
+	row, err := q.client.JobDeleteTx(ctx, h.SQLTx(), id)
+	if errors.Is(err, rivertype.ErrJobRunning) || errors.Is(err, rivertype.ErrNotFound) {
+		return errTaken
+	}
+	if err != nil {
+		return fmt.Errorf("jobs: claim start job: %w", err)
+	}
+	switch row.State {
+	case rivertype.JobStateScheduled, rivertype.JobStateAvailable, rivertype.JobStateRetryable, rivertype.JobStatePending:
+		return nil
+	}
+	return errTaken
+}
+
+// runDirect processes one start in this process. A run that fails leaves
+// the queued copy for River, which retries it at its fallback time.
+func (q *Queue) runDirect(ctx context.Context, s directStart) {
+	svc := q.svc.Load()
+	if svc == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, q.opts.JobTimeout)
+	defer cancel()
+	began := time.Now()
+	err := svc.ProcessStartClaimed(ctx, s.job, func(ctx context.Context, tx recourse.Tx) error { return q.claim(ctx, tx, s.row.ID) })
+	switch {
+	case errors.Is(err, errTaken):
+		return
+	case err != nil:
+		q.log.Warn("recovery start failed in process; the job queue retries it", "job", s.row.ID,
+			"retry_at", s.row.ScheduledAt, "error", err)
+		return
+	}
+	row := *s.row
+	now := time.Now()
+	row.State, row.Attempt, row.AttemptedAt, row.FinalizedAt = rivertype.JobStateCompleted, 1, &began, &now
+	q.direct.publish(&river.Event{Kind: river.EventKindJobCompleted, Job: &row,
+		JobStats: &river.JobStatistics{RunDuration: now.Sub(began)}})
+}
