@@ -191,7 +191,7 @@ func (s *Sequencer) Sequence(ctx context.Context) (int, error) {
 		if err != nil || len(recs) == 0 {
 			return err
 		}
-		hashes, err := loadFrontier(ctx, tx, old)
+		hashes, err := loadFrontier(ctx, tx, old, len(recs))
 		if err != nil {
 			return err
 		}
@@ -298,14 +298,17 @@ func (m memHashes) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	return out, nil
 }
 
-// loadFrontier reads the frontier of a tree of size n into memory.
-func loadFrontier(ctx context.Context, tx recourse.Tx, n int64) (memHashes, error) {
+// loadFrontier reads the frontier of a tree of size n into memory, with
+// room for the hashes of adding more leaves (two a leaf on average). The
+// sequencer runs for every few events under load: room for a full batch
+// each time was a tenth of the server's allocations.
+func loadFrontier(ctx context.Context, tx recourse.Tx, n int64, adding int) (memHashes, error) {
 	idx := frontierIndexes(n)
 	hs, err := tx.AuditHashes(ctx, idx)
 	if err != nil {
 		return nil, fmt.Errorf("read the tree's stored hashes: %w", err)
 	}
-	m := make(memHashes, len(idx)+4*DefaultBatch)
+	m := make(memHashes, len(idx)+2*adding+8)
 	for i, x := range idx {
 		m[x] = hashOf(hs[i])
 	}
