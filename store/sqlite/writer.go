@@ -75,7 +75,7 @@ type WriterStats struct {
 	Turns         uint64        // transactions and single writes that had their turn
 	Commits       uint64        // SQLite COMMITs, each for one or more turns
 	FailedCommits uint64        // batches that failed, COMMIT or earlier
-	Busy          time.Duration // time the writer was held
+	Busy          time.Duration // time the writer was held, its COMMITs included
 	Waited        time.Duration // time writers spent waiting for their turn, summed
 	Waiting       int           // writers waiting now
 }
@@ -271,7 +271,9 @@ func (w *writer) done(part bool) error {
 func (w *writer) commit() error {
 	b := w.batch
 	w.batch = nil
+	began := time.Now()
 	err := w.exec("COMMIT")
+	w.busyNs.Add(uint64(time.Since(began)))
 	w.commits.Add(1)
 	if err != nil {
 		w.failed.Add(1)
