@@ -109,7 +109,9 @@ type ScenarioResult struct {
 	// server, the clients, the database and anything else running.
 	MachineBusyCores float64 `json:"machine_busy_cores"`
 	// Background jobs (River): completed in the window, still waiting at
-	// its end, and how long they took to drain after it.
+	// its end, and how long they took to drain after it. Starts the server
+	// ran in process are not River completions (jobs/direct.go); those not
+	// yet run count as waiting.
 	JobsCompleted int64   `json:"jobs_completed"`
 	JobsWaiting   int64   `json:"jobs_waiting_at_end"`
 	DrainSeconds  float64 `json:"jobs_drain_seconds"`

@@ -168,12 +168,16 @@ func (m *mailbox) waitCode(ctx context.Context, accountID, requestID string, sin
 }
 
 // jobCounts reads the River job table: jobs completed so far, and those
-// waiting or running now (scheduled ones, such as request expiries due in
-// days, are not counted).
+// waiting or running now. Scheduled jobs, such as request expiries due in
+// days, are not counted, except starts: the server runs those in process
+// and deletes them as it does (their River copy waits, scheduled, as the
+// fallback), so a scheduled start is one not yet processed, and a
+// processed one is not among the completed.
 func jobCounts(ctx context.Context, db *sql.DB) (completed, waiting int64, err error) {
 	err = db.QueryRowContext(ctx, `SELECT
 		COALESCE(SUM(CASE WHEN state = 'completed' THEN 1 ELSE 0 END), 0),
-		COALESCE(SUM(CASE WHEN state IN ('available', 'running', 'retryable', 'pending') THEN 1 ELSE 0 END), 0)
+		COALESCE(SUM(CASE WHEN state IN ('available', 'running', 'retryable', 'pending')
+			OR (state = 'scheduled' AND kind = 'recovery_start') THEN 1 ELSE 0 END), 0)
 		FROM river_job`).Scan(&completed, &waiting)
 	return completed, waiting, err
 }
