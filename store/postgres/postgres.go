@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -63,9 +64,17 @@ type Options struct {
 	// is refused.
 	Migrate bool
 	Now     func() time.Time
-	// MaxConns bounds the pool (default: pgx's default).
+	// MaxConns bounds the pool. Default: pool_max_conns from the URL, else
+	// DefaultMaxConns.
 	MaxConns int32
 }
+
+// DefaultMaxConns is the pool's size unless the URL sets pool_max_conns.
+// pgx's own default, the number of CPUs but at least 4, starved the
+// server: a transaction holds its connection for all its round trips, and
+// the job queue's LISTEN keeps one for good, which left three on a
+// two-core machine for every request, job and read (docs/benchmarks.md).
+const DefaultMaxConns = 16
 
 // Store is the PostgreSQL store; Pool exposes the pgx pool for components
 // that speak pgx natively (the job queue).
@@ -81,6 +90,9 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if err != nil {
 		// pgx's parse errors can echo the DSN, password included.
 		return nil, errors.New("postgres: the database URL is not valid")
+	}
+	if !strings.Contains(dsn, "pool_max_conns") {
+		cfg.MaxConns = DefaultMaxConns
 	}
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns

@@ -154,3 +154,30 @@ func TestRacesAcrossInstances(t *testing.T) {
 		t.Fatalf("recovery failures = %d, recorded %d, want %d", got.RecoveryFailures, failures.Load(), racers)
 	}
 }
+
+// TestPoolSize: the pool holds DefaultMaxConns connections unless the URL
+// sets pool_max_conns (pgx's parameter) or the options do.
+func TestPoolSize(t *testing.T) {
+	dsn := storetest.PostgresDSN(t)
+	for _, tc := range []struct {
+		name string
+		dsn  string
+		opts postgres.Options
+		want int32
+	}{
+		{"default", dsn, postgres.Options{Migrate: true}, postgres.DefaultMaxConns},
+		{"url", dsn + "&pool_max_conns=5", postgres.Options{}, 5},
+		{"options", dsn + "&pool_max_conns=5", postgres.Options{MaxConns: 7}, 7},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := postgres.Open(t.Context(), tc.dsn, tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if got := s.Pool.Config().MaxConns; got != tc.want {
+				t.Errorf("MaxConns = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
