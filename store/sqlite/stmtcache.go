@@ -32,11 +32,13 @@ const (
 type cachingConnector struct {
 	base driver.Connector
 	w    *writer
+	ckpt *checkpointer
 }
 
 func newConnector(base driver.Connector) *cachingConnector {
-	c := &cachingConnector{base: base}
+	c := &cachingConnector{base: base, ckpt: newCheckpointer(base.Connect)}
 	c.w = &writer{
+		committed: c.ckpt.committed,
 		connect: func(ctx context.Context) (*cachingConn, error) {
 			conn, err := c.open(ctx, nil, writerStmtCacheSize)
 			if err != nil {
@@ -48,6 +50,12 @@ func newConnector(base driver.Connector) *cachingConnector {
 			// system calls a page. In memory it costs no call; it holds
 			// at most the pages of one batch.
 			if _, err := conn.Conn.(driverConn).ExecContext(ctx, "PRAGMA temp_store = MEMORY", nil); err != nil {
+				conn.Close()
+				return nil, fmt.Errorf("sqlite: writer connection: %w", err)
+			}
+			// The checkpointer copies the log back (checkpoint.go); the
+			// writer does only if the log grows past this.
+			if _, err := conn.Conn.(driverConn).ExecContext(ctx, fmt.Sprintf("PRAGMA wal_autocheckpoint = %d", writerAutoCheckpoint), nil); err != nil {
 				conn.Close()
 				return nil, fmt.Errorf("sqlite: writer connection: %w", err)
 			}
@@ -89,7 +97,11 @@ type connectorDriver struct {
 }
 
 // Close closes the writer's connection; database/sql calls it from DB.Close.
-func (c *cachingConnector) Close() error { return c.w.close() }
+func (c *cachingConnector) Close() error {
+	err := c.w.close()
+	c.ckpt.close()
+	return err
+}
 
 // driverConn is what the driver's connection implements and database/sql
 // uses.

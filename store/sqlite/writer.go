@@ -53,6 +53,9 @@ type writer struct {
 	connect     func(context.Context) (*cachingConn, error)
 	maxBatch    int
 	maxBatchAge time.Duration
+	// committed, when set, runs after each COMMIT that succeeded (it wakes
+	// the checkpointer) and must not block.
+	committed func()
 
 	mu     sync.Mutex
 	held   bool
@@ -275,6 +278,9 @@ func (w *writer) commit() error {
 	err := w.exec("COMMIT")
 	w.busyNs.Add(uint64(time.Since(began)))
 	w.commits.Add(1)
+	if err == nil && w.committed != nil {
+		w.committed()
+	}
 	if err != nil {
 		w.failed.Add(1)
 		w.exec("ROLLBACK") // SQLite may have rolled back already
