@@ -23,6 +23,11 @@ func (s *Service) revealed(ctx context.Context, id, secret string) bool {
 	if err != nil {
 		return false
 	}
+	return s.revealedRequest(ctx, r)
+}
+
+// revealedRequest is revealed for a request its browser has loaded.
+func (s *Service) revealedRequest(ctx context.Context, r *recourse.Recovery) bool {
 	if r.Initiator != "self" {
 		return true
 	}
@@ -47,8 +52,14 @@ func conceal(revealed bool, err error) error {
 // Each code allows five tries and every wrong code counts against the
 // account, atomically, whatever the resends.
 func (s *Service) SubmitChallengeCode(ctx context.Context, id, secret, code string, meta Meta) error {
-	rev := s.revealed(ctx, id, secret)
-	return conceal(rev, s.submitChallengeCode(ctx, id, secret, code, meta))
+	r, err := s.loadForBrowser(ctx, s.store, id, secret)
+	if errors.Is(err, recourse.ErrNotFound) {
+		return errWrongCode
+	}
+	if err != nil {
+		return internal("read recovery", err)
+	}
+	return conceal(s.revealedRequest(ctx, r), s.submitChallengeCode(ctx, r, code, meta))
 }
 
 // SubmitTOTP proves possession of a still-bound authenticator app. A code

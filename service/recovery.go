@@ -556,15 +556,9 @@ func (s *Service) effectiveState(r *recourse.Recovery) recourse.RecoveryState {
 // submitChallengeCode checks a code sent to one of the account's channels.
 // Each code allows five tries and every wrong code counts against the
 // account, atomically, whatever the resends.
-func (s *Service) submitChallengeCode(ctx context.Context, id, secret, code string, meta Meta) error {
+// r is the request as its browser loaded it (SubmitChallengeCode).
+func (s *Service) submitChallengeCode(ctx context.Context, r *recourse.Recovery, code string, meta Meta) error {
 	code = strings.ReplaceAll(strings.TrimSpace(code), " ", "")
-	r, err := s.loadForBrowser(ctx, s.store, id, secret)
-	if errors.Is(err, recourse.ErrNotFound) {
-		return errWrongCode
-	}
-	if err != nil {
-		return internal("read recovery", err)
-	}
 	return s.checkChallenge(ctx, r, code, meta)
 }
 
