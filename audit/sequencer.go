@@ -38,7 +38,6 @@ type Sequencer struct {
 	gap    time.Duration
 	nudge  chan struct{}
 
-	backlog   atomic.Int64
 	sequenced atomic.Int64
 	size      atomic.Int64
 
@@ -99,10 +98,6 @@ func (s *Sequencer) Nudge() {
 	}
 }
 
-// Backlog returns the unsequenced events counted at the end of the last
-// round.
-func (s *Sequencer) Backlog() int64 { return s.backlog.Load() }
-
 // Sequenced returns how many events this sequencer has sequenced.
 func (s *Sequencer) Sequenced() int64 { return s.sequenced.Load() }
 
@@ -157,9 +152,6 @@ func (s *Sequencer) Drain(ctx context.Context) (int, error) {
 		if n < s.batch {
 			break
 		}
-	}
-	if n, err := s.store.AuditBacklog(ctx); err == nil {
-		s.backlog.Store(n)
 	}
 	if c, err := s.store.LatestAuditCheckpoint(ctx); err == nil {
 		s.size.Store(c.Size) // another replica's rounds count too

@@ -93,7 +93,11 @@ func (d *database) openSQL() (*sql.DB, error) {
 	if err != nil {
 		return nil, errors.New("postgres: the database URL is not valid")
 	}
+	// Idle connections are kept: database/sql keeps two by default, and
+	// sixteen clients polling for mail then opened a connection, and had
+	// PostgreSQL parse the query again, for most polls.
 	db.SetMaxOpenConns(8)
+	db.SetMaxIdleConns(8)
 	return db, nil
 }
 

@@ -120,11 +120,23 @@ func startAudit(c *Config, st recourse.Store, log *slog.Logger) (*audit.Sequence
 }
 
 // registerAuditMetrics exports the sequencer's backlog and the log size.
-func registerAuditMetrics(reg *prometheus.Registry, seq *audit.Sequencer) error {
+// The backlog is counted when scraped: counting it after every sequencing
+// round cost PostgreSQL 7 ms a round under load (the index of unsequenced
+// events holds the dead entries of every event sequenced since the last
+// vacuum).
+func registerAuditMetrics(reg *prometheus.Registry, st recourse.Store, seq *audit.Sequencer) error {
 	for _, m := range []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "recourse_audit_unsequenced_events",
-			Help: "Audit events committed but not yet in the signed log, at the last sequencing round."},
-			func() float64 { return float64(seq.Backlog()) }),
+			Help: "Audit events committed but not yet in the signed log (-1 when the count failed)."},
+			func() float64 {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				n, err := st.AuditBacklog(ctx)
+				if err != nil {
+					return -1
+				}
+				return float64(n)
+			}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "recourse_audit_log_size",
 			Help: "Events in the signed audit log, as of this replica's last sequencing round."},
 			func() float64 { return float64(seq.TreeSize()) }),

@@ -128,7 +128,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err := reg.Register(reloads); err != nil {
 		return err
 	}
-	if err := registerAuditMetrics(reg, seq); err != nil {
+	if err := registerAuditMetrics(reg, st, seq); err != nil {
 		return err
 	}
 	if err := registerStoreMetrics(reg, st); err != nil {
