@@ -47,13 +47,12 @@ type directStart struct {
 type direct struct {
 	pending chan directStart
 	// mu guards running and the subscribers.
-	mu       sync.Mutex
-	running  bool
-	stop     chan struct{}
-	wg       sync.WaitGroup
-	subs     map[int]subscriber
-	nextSub  int
-	fallback time.Duration
+	mu      sync.Mutex
+	running bool
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	subs    map[int]subscriber
+	nextSub int
 }
 
 type subscriber struct {
@@ -61,8 +60,8 @@ type subscriber struct {
 	ch    chan *river.Event
 }
 
-func newDirect(fallback time.Duration) *direct {
-	return &direct{pending: make(chan directStart, directBuffer), subs: map[int]subscriber{}, fallback: fallback}
+func newDirect() *direct {
+	return &direct{pending: make(chan directStart, directBuffer), subs: map[int]subscriber{}}
 }
 
 // accepting reports whether started workers will take a start.

@@ -217,7 +217,7 @@ func New(db *sql.DB, dialect string, log *slog.Logger, opts Options) (*Queue, er
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	q := &Queue{log: log, opts: opts, wake: newWake(), direct: newDirect(opts.StartFallback)}
+	q := &Queue{log: log, opts: opts, wake: newWake(), direct: newDirect()}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, river.WorkFunc(func(ctx context.Context, job *river.Job[StartArgs]) error {
 		svc := q.svc.Load()
