@@ -44,15 +44,6 @@ func newConnector(base driver.Connector) *cachingConnector {
 			if err != nil {
 				return nil, err
 			}
-			// Each transaction of a group commit runs in a SAVEPOINT, so
-			// SQLite copies every page it first changes to a statement
-			// journal, a temporary file once it passes 64 KiB: two write
-			// system calls a page. In memory it costs no call; it holds
-			// at most the pages of one batch.
-			if _, err := conn.Conn.(driverConn).ExecContext(ctx, "PRAGMA temp_store = MEMORY", nil); err != nil {
-				conn.Close()
-				return nil, fmt.Errorf("sqlite: writer connection: %w", err)
-			}
 			// The checkpointer copies the log back (checkpoint.go); the
 			// writer does only if the log grows past this.
 			if _, err := conn.Conn.(driverConn).ExecContext(ctx, fmt.Sprintf("PRAGMA wal_autocheckpoint = %d", writerAutoCheckpoint), nil); err != nil {

@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"path/filepath"
 	"slices"
@@ -444,47 +443,5 @@ func TestCloseWaitsForTheWriter(t *testing.T) {
 	var n int
 	if err := db2.QueryRowContext(ctx, `SELECT count(*) FROM t WHERE k = 'kept'`).Scan(&n); err != nil || n != 1 {
 		t.Errorf("row after reopening: %d, %v; want 1", n, err)
-	}
-}
-
-// TestWriterJournalsSavepointsInMemory: the writer's connection keeps
-// temporary files, the statement journal of each group-commit SAVEPOINT
-// among them, in memory (2); the pool's read connections keep SQLite's
-// default (0).
-func TestWriterJournalsSavepointsInMemory(t *testing.T) {
-	db, _ := openWriterTest(t)
-	var onWriter, onPool int
-	// A PRAGMA counts as a write: outside a transaction it runs on the
-	// writer too. A transaction's own connection is the pool's.
-	conn, err := db.Conn(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if err := conn.Raw(func(dc any) error {
-		rows, err := dc.(*cachingConn).Conn.(driverConn).QueryContext(t.Context(), "PRAGMA temp_store", nil)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		v := make([]driver.Value, 1)
-		if err := rows.Next(v); err != nil {
-			return err
-		}
-		onPool = int(v[0].(int64))
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	tx, err := db.BeginTx(t.Context(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback()
-	if err := tx.QueryRowContext(t.Context(), "PRAGMA temp_store").Scan(&onWriter); err != nil {
-		t.Fatal(err)
-	}
-	if onWriter != 2 || onPool != 0 {
-		t.Errorf("temp_store: writer %d, pool %d; want 2 (memory) and 0 (default)", onWriter, onPool)
 	}
 }
