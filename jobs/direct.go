@@ -2,7 +2,6 @@ package jobs
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"sync"
@@ -166,11 +165,11 @@ var errTaken = errors.New("jobs: the queue has taken this job")
 // deleted (River's rule); a job that ran to an end is deleted only if the
 // transaction commits, and it is rolled back with it here.
 func (q *Queue) claim(ctx context.Context, tx recourse.Tx, id int64) error {
-	h, ok := underlying[interface{ SQLTx() *sql.Tx }](tx)
-	if !ok || h.SQLTx() == nil {
-		return errors.New("jobs: a job is claimed inside a store transaction")
+	sqlTx, err := storeTx(tx)
+	if err != nil {
+		return err
 	}
-	row, err := q.client.JobDeleteTx(ctx, h.SQLTx(), id)
+	row, err := q.client.JobDeleteTx(ctx, sqlTx, id)
 	if errors.Is(err, rivertype.ErrJobRunning) || errors.Is(err, rivertype.ErrNotFound) {
 		return errTaken
 	}

@@ -341,17 +341,27 @@ func underlying[T any](tx recourse.Tx) (T, bool) {
 	}
 }
 
+// storeTx is the database/sql transaction under the store's tx, which
+// River inserts and deletes jobs in.
+func storeTx(tx recourse.Tx) (*sql.Tx, error) {
+	h, ok := underlying[interface{ SQLTx() *sql.Tx }](tx)
+	if !ok || h.SQLTx() == nil {
+		return nil, errors.New("jobs: jobs are inserted and claimed inside a store transaction")
+	}
+	return h.SQLTx(), nil
+}
+
 // insert inserts a job in tx, River's InsertTx on the store's own
 // transaction, and wakes this process's workers for its queue once tx has
 // committed (see wake) if the job is due. A transaction that cannot say
 // when it commits leaves the job to the database's notification or the
 // poll.
 func (q *Queue) insert(ctx context.Context, tx recourse.Tx, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobRow, error) {
-	h, ok := underlying[interface{ SQLTx() *sql.Tx }](tx)
-	if !ok || h.SQLTx() == nil {
-		return nil, errors.New("jobs: a job must be inserted inside a store transaction")
+	sqlTx, err := storeTx(tx)
+	if err != nil {
+		return nil, err
 	}
-	res, err := q.client.InsertTx(ctx, h.SQLTx(), args, opts)
+	res, err := q.client.InsertTx(ctx, sqlTx, args, opts)
 	if err != nil {
 		return nil, err
 	}
