@@ -116,6 +116,9 @@ type ScenarioResult struct {
 	JobsWaiting   int64   `json:"jobs_waiting_at_end"`
 	DrainSeconds  float64 `json:"jobs_drain_seconds"`
 	Profile       string  `json:"cpu_profile,omitempty"`
+	// Writer is the SQLite writer's utilisation in the window (nil on
+	// PostgreSQL, or when the server's /metrics could not be read).
+	Writer *WriterResult `json:"sqlite_writer,omitempty"`
 }
 
 // Run performs a whole run: prepare, seed, serve, measure, report.
@@ -459,6 +462,8 @@ func runScenario(ctx context.Context, o Options, e *env, clients []*client, srv 
 	var cpu0, self0, busy0 float64
 	var db0 map[int]float64
 	var jobs0 int64
+	var writer0 writerStats
+	var haveWriter bool
 	var start time.Time
 	begin := func() error {
 		size, err := signedLogSize(ctx, srv.URL)
@@ -466,6 +471,7 @@ func runScenario(ctx context.Context, o Options, e *env, clients []*client, srv 
 			fmt.Fprintf(o.Log, "%s: the audit log's size is unknown: %v\n", name, err)
 		}
 		res.AuditEvents = size
+		writer0, haveWriter, _ = scrapeWriter(ctx, srv.URL)
 		cpu0, _ = procCPU(srv.PID)
 		self0, _ = procCPU(os.Getpid())
 		busy0, _, _ = machineCPU()
@@ -572,6 +578,10 @@ loop:
 	}
 	cpu1, _ := procCPU(srv.PID)
 	self1, _ := procCPU(os.Getpid())
+	var writer1 writerStats
+	if haveWriter {
+		writer1, haveWriter, _ = scrapeWriter(ctx, srv.URL)
+	}
 	busy1, _, _ := machineCPU()
 	if e.dbKind == "postgres" {
 		res.DatabaseCPUSeconds = cpuSince(db0, commandCPU("postgres"))
@@ -605,6 +615,9 @@ loop:
 		res.ServerPeakRSSBytes = peak
 	}
 	res.MachineBusyCores = (busy1 - busy0) / res.Seconds
+	if haveWriter {
+		res.Writer = writerResult(writer0, writer1, res.Seconds, res.Flows)
+	}
 	if !srv.InProcess {
 		res.ClientCPUSeconds = self1 - self0
 	}

@@ -66,6 +66,10 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 		cpu = append(cpu, fmt.Sprintf("whole machine %.2f cores busy", s.MachineBusyCores))
 		fmt.Fprintf(w, "   %s\n", strings.Join(cpu, "; "))
+		if wr := s.Writer; wr != nil {
+			fmt.Fprintf(w, "   SQLite writer: held %.0f %% of the window, %.2f ms and %.1f transactions per flow, %.1f transactions per commit\n",
+				wr.Busy*100, wr.MsPerFlow, wr.TurnsPerFlow, wr.TurnsPerCommit)
+		}
 		if s.JobsCompleted > 0 || s.JobsWaiting > 0 {
 			fmt.Fprintf(w, "   background jobs: %s done in the window, %s waiting at its end, drained %.1fs later\n",
 				thousands(s.JobsCompleted), thousands(s.JobsWaiting), s.DrainSeconds)

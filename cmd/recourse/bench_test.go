@@ -60,6 +60,12 @@ func TestBenchSmoke(t *testing.T) {
 				if s.Requests == 0 || len(s.Steps) == 0 {
 					t.Errorf("%s: no request recorded", s.Name)
 				}
+				switch {
+				case database == "" && (s.Writer == nil || s.Writer.Busy <= 0 || s.Writer.TurnsPerFlow <= 0):
+					t.Errorf("%s: the SQLite writer's share is not reported: %+v", s.Name, s.Writer)
+				case database != "" && s.Writer != nil:
+					t.Errorf("%s: a SQLite writer reported on PostgreSQL: %+v", s.Name, s.Writer)
+				}
 				if s.AuditEvents < auditEvents {
 					t.Errorf("%s: the audit log held %d events at the start, want at least %d", s.Name, s.AuditEvents, auditEvents)
 				}
