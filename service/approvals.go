@@ -36,7 +36,7 @@ func (s *Service) approvalItem(ctx context.Context, tx recourse.Tx, p *Principal
 	if err != nil {
 		return nil, err
 	}
-	req, err := requirementOf(r)
+	req, err := s.requirementOf(r)
 	if err != nil {
 		return nil, err
 	}

@@ -196,7 +196,7 @@ func (s *Service) completeRecovery(ctx context.Context, id, secret, token string
 			// unused pass still holds the account's one pass slot (store
 			// migration 0007), so passes are revoked by purpose too, as
 			// IssueAccessPass does.
-			req, err := requirementOf(r)
+			req, err := s.requirementOf(r)
 			if err != nil {
 				return err
 			}

@@ -467,7 +467,7 @@ func (s *Service) reportTransition(ctx context.Context, tx recourse.Tx, a *recou
 	if r.State != recourse.RecoveryAwaitingApproval {
 		return nil
 	}
-	req, err := requirementOf(r)
+	req, err := s.requirementOf(r)
 	if err != nil || !asksGroup(req.Evidence, "security") {
 		return err
 	}

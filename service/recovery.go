@@ -10,6 +10,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/recourse/recourse"
@@ -428,12 +429,44 @@ func (s *Service) loadForBrowser(ctx context.Context, tx recourse.Tx, id, secret
 	return r, nil
 }
 
-func requirementOf(r *recourse.Recovery) (*policy.Requirement, error) {
-	var req policy.Requirement
-	if err := json.Unmarshal(r.Requirement, &req); err != nil {
+// requirementOf decodes the requirement a request was opened under. The
+// result is shared and MUST NOT be modified (as with policy.Decide's).
+func (s *Service) requirementOf(r *recourse.Recovery) (*policy.Requirement, error) {
+	return s.requirements.decode(r.Requirement)
+}
+
+// requirementCache keeps decoded requirements by their JSON. A policy has
+// a handful of distinct requirements, and every step of a recovery — most
+// of them inside a write transaction — read one: decoding it each time
+// cost as much as some of the transaction's statements
+// (docs/benchmarks.md).
+type requirementCache struct {
+	mu sync.Mutex
+	m  map[string]*policy.Requirement
+}
+
+// maxCachedRequirements bounds the cache; it starts over when full (a
+// policy with more distinct requirements than this still works, slower).
+const maxCachedRequirements = 256
+
+func (c *requirementCache) decode(raw []byte) (*policy.Requirement, error) {
+	c.mu.Lock()
+	req, ok := c.m[string(raw)]
+	c.mu.Unlock()
+	if ok {
+		return req, nil
+	}
+	req = new(policy.Requirement)
+	if err := json.Unmarshal(raw, req); err != nil {
 		return nil, internal("decode requirement", err)
 	}
-	return &req, nil
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= maxCachedRequirements {
+		c.m = map[string]*policy.Requirement{}
+	}
+	c.m[string(raw)] = req
+	c.mu.Unlock()
+	return req, nil
 }
 
 // evidenceOf gathers a request's evidence and the approving votes on its
@@ -513,7 +546,7 @@ func (s *Service) RecoveryStatus(ctx context.Context, id, secret string) (*Recov
 	view.CoolingUntil, view.ExpiresAt, view.Evidence = r.CoolingUntil, r.ExpiresAt, labels
 	view.Approvals = len(ev.Approvals)
 	if r.State.Open() {
-		req, err := requirementOf(r)
+		req, err := s.requirementOf(r)
 		if err != nil {
 			return nil, err
 		}
@@ -765,7 +798,7 @@ func (s *Service) ResendRecoveryCodes(ctx context.Context, id, secret string, me
 		if err != nil {
 			return err
 		}
-		req, err := requirementOf(r)
+		req, err := s.requirementOf(r)
 		if err != nil {
 			return err
 		}
@@ -848,7 +881,7 @@ func (s *Service) advance(ctx context.Context, tx recourse.Tx, r *recourse.Recov
 	if !now.Before(r.ExpiresAt) {
 		return s.transition(ctx, tx, r, recourse.RecoveryExpired, "The request was not finished in time.", meta)
 	}
-	req, err := requirementOf(r)
+	req, err := s.requirementOf(r)
 	if err != nil {
 		return err
 	}
@@ -1003,7 +1036,7 @@ func (s *Service) eligibleRoles(ctx context.Context, subject, person *recourse.A
 
 // approvers resolves the people who may approve r, from the directory.
 func (s *Service) approvers(ctx context.Context, tx recourse.Tx, subject *recourse.Account, r *recourse.Recovery) ([]*recourse.Account, error) {
-	req, err := requirementOf(r)
+	req, err := s.requirementOf(r)
 	if err != nil {
 		return nil, err
 	}

@@ -43,7 +43,7 @@ func (s *Service) mayFollow(ctx context.Context, p *Principal, r *recourse.Recov
 	if err != nil {
 		return false, internal("read subject", err)
 	}
-	req, err := requirementOf(r)
+	req, err := s.requirementOf(r)
 	if err != nil {
 		return false, err
 	}
@@ -57,7 +57,7 @@ func (s *Service) report(ctx context.Context, r *recourse.Recovery) (*RecoveryRe
 	}
 	rep := &RecoveryReport{Request: r, State: s.effectiveState(r), Evidence: labels, Approvals: len(ev.Approvals), Claimed: len(r.BrowserHash) > 0}
 	if rep.State.Open() {
-		req, err := requirementOf(r)
+		req, err := s.requirementOf(r)
 		if err != nil {
 			return nil, err
 		}

@@ -173,6 +173,8 @@ type Service struct {
 	policy    atomic.Pointer[policy.Policy]
 	scheduler Scheduler
 	notify    notifier // delivery of mail and webhooks (notify.go)
+	// requirements caches decoded request requirements (recovery.go).
+	requirements requirementCache
 }
 
 // Options wire the service's dependencies.

@@ -56,7 +56,7 @@ func (s *Service) AgentRecovery(ctx context.Context, agent *Principal, id string
 	}
 	v := &AgentRecoveryView{Request: r, State: s.effectiveState(r), Evidence: labels, Approvals: len(ev.Approvals)}
 	if r.State.Open() {
-		req, err := requirementOf(r)
+		req, err := s.requirementOf(r)
 		if err != nil {
 			return nil, err
 		}
