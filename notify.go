@@ -42,7 +42,9 @@ type Notification struct {
 	Subject string
 	// Body is the message (a webhook's JSON payload) sealed by the service:
 	// mail carries codes, so the store never holds it in the clear. Lists
-	// for administrators leave it out.
+	// for administrators leave it out. It is empty for a notification that
+	// was final when stored (delivered to the outbox, which holds the
+	// message): only a delivery attempt reads it.
 	Body      []byte
 	State     NotificationState
 	Attempts  int

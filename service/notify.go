@@ -106,13 +106,18 @@ func (s *Service) addNotification(ctx context.Context, tx recourse.Tx, m Message
 	return s.storeNotification(ctx, tx, n, []byte(m.Body))
 }
 
+// storeNotification stores n; only a notification still to be delivered
+// keeps its body (sealed), since only its delivery reads it. One final when
+// stored — put in the outbox, which holds the message — keeps none: each
+// message is written once (docs/benchmarks.md).
 func (s *Service) storeNotification(ctx context.Context, tx recourse.Tx, n *recourse.Notification, body []byte) error {
+	if n.State != recourse.NotificationQueued {
+		n.Body = []byte{}
+		return tx.AddNotification(ctx, n)
+	}
 	n.Body = s.sealer.Seal(body, notificationAD(n.ID))
 	if err := tx.AddNotification(ctx, n); err != nil {
 		return err
-	}
-	if n.State != recourse.NotificationQueued {
-		return nil
 	}
 	if s.notify.deliveries == nil {
 		return errors.New("service: a notification was queued without a job queue")

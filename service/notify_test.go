@@ -167,6 +167,32 @@ func TestNotificationsAreSealedAndListedWithoutBodies(t *testing.T) {
 	}
 }
 
+// Without SMTP each message is written once: the outbox holds it, and its
+// notification, delivered when stored, keeps no body.
+func TestOutboxMessagesAreWrittenOnce(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	if err := f.svc.EnableNotifications(ctx, Notifications{Courier: &fakeCourier{}, Scheduler: &fakeDeliveries{}}); err != nil {
+		t.Fatal(err)
+	}
+	f.person(t, "alice")
+	if err := f.svc.SetPassword(ctx, "alice", "another-violet-lantern", Meta{IP: "192.0.2.1"}); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := f.store.OutboxMessages(ctx, 10)
+	if err != nil || len(msgs) != 1 || msgs[0].Subject != "Your password was reset" || !strings.Contains(msgs[0].Body, "From: 192.0.2.1") {
+		t.Fatalf("outbox = %+v, %v", msgs, err)
+	}
+	list, err := f.store.ListNotifications(ctx, recourse.NotificationFilter{AccountID: "alice"})
+	if err != nil || len(list) != 1 || list[0].State != recourse.NotificationSent {
+		t.Fatalf("notifications = %+v, %v", list, err)
+	}
+	stored, err := f.store.Notification(ctx, list[0].ID)
+	if err != nil || len(stored.Body) != 0 || stored.Subject != "Your password was reset" || stored.SentAt == nil {
+		t.Fatalf("the delivered notification = %+v, %v", stored, err)
+	}
+}
+
 func TestWebhookRotationOverlap(t *testing.T) {
 	f, c, d, admin := notifyFixture(t)
 	ctx := t.Context()
