@@ -105,6 +105,8 @@ type Machine struct {
 	GoVersion   string  `json:"go_version"`
 	LoadAverage string  `json:"load_average_at_start"`
 	BusyBefore  float64 `json:"busy_cores_before"`
+	// Probe is what a system call and a loopback round trip cost.
+	Probe HostProbe `json:"probe"`
 }
 
 func describeMachine(dir string) Machine {
@@ -131,6 +133,7 @@ func describeMachine(dir string) Machine {
 		}
 	}
 	m.Disk = describeDisk(dir)
+	m.Probe = probeHost()
 	return m
 }
 

@@ -21,6 +21,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 	m := r.Machine
 	fmt.Fprintf(w, "\nmachine   %d cores (%s), %s memory, disk %s, %s, %s\n", m.Cores, m.CPU, mib(m.MemoryBytes), m.Disk, m.OS, m.GoVersion)
 	fmt.Fprintf(w, "          load average at start %s; %.2f cores busy just before the run\n", m.LoadAverage, m.BusyBefore)
+	fmt.Fprintf(w, "          a system call %.2f µs, a loopback round trip %.1f µs\n", m.Probe.SyscallMicros, m.Probe.LoopbackRTTMicros)
 	fmt.Fprintf(w, "database  %s; server %s\n", r.Database, r.Server)
 	fmt.Fprintf(w, "run       %s accounts (%s seeded in %.1fs), %d clients", thousands(int64(r.Accounts)), thousands(int64(r.Seeded)), r.SeedSeconds, r.Clients)
 	if r.Iterations > 0 {
