@@ -173,15 +173,14 @@ func (m *mailbox) waitCode(ctx context.Context, accountID, requestID string, sin
 
 // jobCounts reads the River job table: jobs completed so far, and those
 // waiting or running now. Scheduled jobs, such as request expiries due in
-// days, are not counted, except starts: the server runs those in process
-// and deletes them as it does (their River copy waits, scheduled, as the
-// fallback), so a scheduled start is one not yet processed, and a
-// processed one is not among the completed.
+// days, are not counted. Starts the server runs in process are pending
+// starts until they run (jobs/pending.go): those not yet run count as
+// waiting, and those run are not among the completed.
 func jobCounts(ctx context.Context, db *sql.DB) (completed, waiting int64, err error) {
 	err = db.QueryRowContext(ctx, `SELECT
 		COALESCE(SUM(CASE WHEN state = 'completed' THEN 1 ELSE 0 END), 0),
-		COALESCE(SUM(CASE WHEN state IN ('available', 'running', 'retryable', 'pending')
-			OR (state = 'scheduled' AND kind = 'recovery_start') THEN 1 ELSE 0 END), 0)
+		COALESCE(SUM(CASE WHEN state IN ('available', 'running', 'retryable', 'pending') THEN 1 ELSE 0 END), 0)
+			+ (SELECT count(*) FROM pending_starts)
 		FROM river_job`).Scan(&completed, &waiting)
 	return completed, waiting, err
 }

@@ -100,13 +100,13 @@ func TestCrashChild(t *testing.T) {
 		// Let the queue finish what the killed processes left: jobs a kill
 		// interrupted are still marked running until River's rescuer (every
 		// 30 s) sees them older than RescueAfter and retries them, and
-		// starts a killed process was to run itself wait, scheduled, for
-		// their fallback time.
+		// starts a killed process was to run itself wait, pending, until
+		// they are due and become River jobs.
 		deadline := time.Now().Add(90 * time.Second)
 		for time.Now().Before(deadline) {
 			var n int
-			if err := st.DB().QueryRow(`SELECT count(*) FROM river_job WHERE state IN ('available', 'running', 'retryable', 'pending', 'scheduled')
-				AND kind = 'recovery_start'`).Scan(&n); err == nil && n == 0 {
+			if err := st.DB().QueryRow(`SELECT (SELECT count(*) FROM river_job WHERE state IN ('available', 'running', 'retryable', 'pending', 'scheduled')
+				AND kind = 'recovery_start') + (SELECT count(*) FROM pending_starts)`).Scan(&n); err == nil && n == 0 {
 				break
 			}
 			time.Sleep(20 * time.Millisecond)

@@ -3,7 +3,6 @@ package jobs
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
@@ -20,15 +19,15 @@ import (
 // a write (it marks the job running), then the job's own transaction, then
 // River's completion, another write; on SQLite each goes through the one
 // writer, and the fetch waits for the next fetch round. A started queue
-// instead inserts the job scheduled StartFallback in the future and, once
-// the inserting transaction has committed, hands it to its own workers
-// here. Such a run claims the job in the transaction that records its
-// outcome, by deleting the queued copy (Queue.claim): if the delete finds
-// the job running or finished, River has it, and the run steps back. So
-// exactly one run records an outcome, and the queued copy is the durable
+// instead records the start as a pending start due StartFallback in the
+// future (pending.go) and, once the recording transaction has committed,
+// hands it to its own workers here. Such a run claims the start in the
+// transaction that records its outcome, by deleting its row (Queue.claim):
+// if the row is gone, the mover has handed it to River, and the run steps
+// back. So exactly one run records an outcome, and the row is the durable
 // fallback: a start this process never ran — it crashed, stopped, or was
-// too far behind to take it — runs on River once the fallback time
-// passes, here or on another replica.
+// too far behind to take it — becomes a River job once it is due, and runs
+// here or on another replica.
 //
 // A queue that is not started (the CLI's) inserts starts as ordinary jobs.
 
@@ -36,10 +35,12 @@ import (
 // a start waits for its fallback time.
 const directBuffer = 1024
 
-// directStart is a committed start job and its queued copy.
+// directStart is a committed start: its pending row and when that row is
+// due for River.
 type directStart struct {
-	row *rivertype.JobRow
+	id  int64
 	job service.StartJob
+	due time.Time
 }
 
 // direct is the in-process runner of start jobs.
@@ -157,30 +158,19 @@ func (d *direct) publish(ev *river.Event) {
 	}
 }
 
-// errTaken: River runs or ran the job a direct run was about to claim.
+// errTaken: the start a direct run was about to claim is River's now (or
+// another run's).
 var errTaken = errors.New("jobs: the queue has taken this job")
 
-// claim takes a queued start job for a direct run, in the transaction
-// that records the run's outcome: it deletes the job. A running job is not
-// deleted (River's rule); a job that ran to an end is deleted only if the
-// transaction commits, and it is rolled back with it here.
+// claim takes a pending start for a direct run, in the transaction that
+// records the run's outcome: it deletes the start's row, for good only if
+// that transaction commits.
 func (q *Queue) claim(ctx context.Context, tx recourse.Tx, id int64) error {
 	sqlTx, err := storeTx(tx)
 	if err != nil {
 		return err
 	}
-	row, err := q.client.JobDeleteTx(ctx, sqlTx, id)
-	if errors.Is(err, rivertype.ErrJobRunning) || errors.Is(err, rivertype.ErrNotFound) {
-		return errTaken
-	}
-	if err != nil {
-		return fmt.Errorf("jobs: claim start job: %w", err)
-	}
-	switch row.State {
-	case rivertype.JobStateScheduled, rivertype.JobStateAvailable, rivertype.JobStateRetryable, rivertype.JobStatePending:
-		return nil
-	}
-	return errTaken
+	return claimPendingStart(ctx, sqlTx, id)
 }
 
 // runDirect processes one start in this process. A run that fails leaves
@@ -193,18 +183,20 @@ func (q *Queue) runDirect(ctx context.Context, s directStart) {
 	ctx, cancel := context.WithTimeout(ctx, q.opts.JobTimeout)
 	defer cancel()
 	began := time.Now()
-	err := svc.ProcessStartClaimed(ctx, s.job, func(ctx context.Context, tx recourse.Tx) error { return q.claim(ctx, tx, s.row.ID) })
+	err := svc.ProcessStartClaimed(ctx, s.job, func(ctx context.Context, tx recourse.Tx) error { return q.claim(ctx, tx, s.id) })
 	switch {
 	case errors.Is(err, errTaken):
 		return
 	case err != nil:
-		q.log.Warn("recovery start failed in process; the job queue retries it", "job", s.row.ID,
-			"retry_at", s.row.ScheduledAt, "error", err)
+		q.log.Warn("recovery start failed in process; the job queue retries it", "pending_start", s.id,
+			"retry_at", s.due, "error", err)
 		return
 	}
-	row := *s.row
+	// Subscribers see the run as a completed job; its id is the pending
+	// start's, not a River job's.
 	now := time.Now()
-	row.State, row.Attempt, row.AttemptedAt, row.FinalizedAt = rivertype.JobStateCompleted, 1, &began, &now
-	q.direct.publish(&river.Event{Kind: river.EventKindJobCompleted, Job: &row,
+	row := &rivertype.JobRow{ID: s.id, Kind: StartArgs{}.Kind(), Queue: river.QueueDefault, State: rivertype.JobStateCompleted,
+		Attempt: 1, MaxAttempts: startAttempts, CreatedAt: began, ScheduledAt: s.due, AttemptedAt: &began, FinalizedAt: &now}
+	q.direct.publish(&river.Event{Kind: river.EventKindJobCompleted, Job: row,
 		JobStats: &river.JobStatistics{RunDuration: now.Sub(began)}})
 }

@@ -3,7 +3,9 @@ package jobs
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -122,11 +124,18 @@ var backends = []string{"sqlite", "postgres"}
 // TestStartRunsInProcess: a started queue processes a start itself right
 // after the commit, and deletes the queued copy in the same transaction,
 // so River never runs it.
+func (w *directWorld) pendingStarts(t *testing.T) int {
+	t.Helper()
+	var n int
+	if err := w.db.QueryRowContext(t.Context(), `SELECT count(*) FROM pending_starts`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 func TestStartRunsInProcess(t *testing.T) {
 	for _, backend := range backends {
 		t.Run(backend, func(t *testing.T) {
-			// An hour-long poll and fallback: only the in-process run can
-			// process the start within the test.
 			w := newDirectWorld(t, backend, Options{PollInterval: time.Hour, StartFallback: time.Hour})
 			events, cancel := w.q.Subscribe(river.EventKindJobCompleted, river.EventKindJobFailed)
 			defer cancel()
@@ -144,29 +153,33 @@ func TestStartRunsInProcess(t *testing.T) {
 				t.Fatal(err)
 			}
 			if n != 0 {
-				t.Errorf("%d start jobs left in the queue, want 0 (the run claims its job)", n)
+				t.Errorf("%d start jobs in River, want 0 (the start ran in process)", n)
+			}
+			if n := w.pendingStarts(t); n != 0 {
+				t.Errorf("%d pending starts left, want 0 (the run claims its start)", n)
 			}
 		})
 	}
 }
 
-// TestStartFallsBackToTheQueue: a start that the in-process workers never
-// take (the process crashed after the commit, or was too far behind) is
-// queued scheduled at its fallback time, and River runs it then.
+// A start the process does not run (here: no in-process worker takes it)
+// becomes a River job when it is due, and River runs it.
 func TestStartFallsBackToTheQueue(t *testing.T) {
 	for _, backend := range backends {
 		t.Run(backend, func(t *testing.T) {
 			w := newDirectWorld(t, backend, Options{PollInterval: 20 * time.Millisecond, StartFallback: 300 * time.Millisecond})
 			events, cancel := w.q.Subscribe(river.EventKindJobCompleted, river.EventKindJobFailed)
 			defer cancel()
-			// River runs; the in-process runner accepts starts but has no
-			// workers to run them.
 			runCtx, stop := context.WithCancel(context.Background())
 			w.q.svc.Store(w.svc)
 			if err := w.q.client.Start(runCtx); err != nil {
 				t.Fatal(err)
 			}
+			moverStop, moverDone := make(chan struct{}), make(chan struct{})
+			go func() { defer close(moverDone); w.q.runMover(runCtx, moverStop) }()
 			defer func() {
+				close(moverStop)
+				<-moverDone
 				sctx, c := context.WithTimeout(context.Background(), 10*time.Second)
 				defer c()
 				_ = w.q.client.Stop(sctx)
@@ -180,8 +193,11 @@ func TestStartFallsBackToTheQueue(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if n := w.startJobs(t, rivertype.JobStateScheduled); n != 1 {
-				t.Fatalf("%d scheduled start jobs after the commit, want 1 (the fallback)", n)
+			if n := w.pendingStarts(t); n != 1 {
+				t.Fatalf("%d pending starts after the commit, want 1", n)
+			}
+			if n := w.startJobs(t, rivertype.JobStateAvailable) + w.startJobs(t, rivertype.JobStateScheduled); n != 0 {
+				t.Fatalf("%d start jobs in River before the start is due, want 0", n)
 			}
 			waitStart(t, events)
 			if _, err := w.st.Recovery(t.Context(), rs.RequestID); err != nil {
@@ -190,64 +206,178 @@ func TestStartFallsBackToTheQueue(t *testing.T) {
 			if n := w.startJobs(t, rivertype.JobStateCompleted); n != 1 {
 				t.Errorf("%d completed start jobs, want 1 (River ran the fallback)", n)
 			}
+			if n := w.pendingStarts(t); n != 0 {
+				t.Errorf("%d pending starts left, want 0 (moved to River)", n)
+			}
 		})
 	}
 }
 
-// TestClaim: a run in process claims a start job only while River has not
-// taken it: a scheduled job is deleted with the run's transaction; a
-// running, finished or missing one is left, and the claim says so
-// (errTaken), rolling back the run's transaction.
 func TestClaim(t *testing.T) {
 	for _, backend := range backends {
 		t.Run(backend, func(t *testing.T) {
 			w := newDirectWorld(t, backend, Options{})
 			ctx := t.Context()
+			record := func(t *testing.T) int64 {
+				t.Helper()
+				var id int64
+				if err := w.st.InTx(ctx, func(tx recourse.Tx) error {
+					sqlTx, err := storeTx(tx)
+					if err != nil {
+						return err
+					}
+					id, err = addPendingStart(ctx, sqlTx, backend, StartArgs{service.StartJob{RequestID: recourse.NewID("rr_")}}, time.Now().Add(time.Hour))
+					return err
+				}); err != nil {
+					t.Fatal(err)
+				}
+				return id
+			}
+			left := func(t *testing.T, id int64) int {
+				t.Helper()
+				var n int
+				if err := w.db.QueryRowContext(ctx, `SELECT count(*) FROM pending_starts WHERE row_id = $1`, id).Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+			errRolledBack := errors.New("the outcome failed")
 			for _, tc := range []struct {
 				name    string
-				state   string // SQL setting the job's state; "" leaves it scheduled
-				missing bool
+				prepare func(t *testing.T, id int64)
+				after   error // what the claiming transaction returns after the claim
 				wantErr error
 				left    int
 			}{
-				{name: "scheduled", left: 0},
-				{name: "running", state: `state = 'running', attempt = 1, attempted_at = CURRENT_TIMESTAMP`, wantErr: errTaken, left: 1},
-				{name: "completed", state: `state = 'completed', attempt = 1, attempted_at = CURRENT_TIMESTAMP, finalized_at = CURRENT_TIMESTAMP`, wantErr: errTaken, left: 1},
-				{name: "missing", missing: true, wantErr: errTaken, left: 0},
-			} {
-				t.Run(tc.name, func(t *testing.T) {
-					var row *rivertype.JobRow
-					if err := w.st.InTx(ctx, func(tx recourse.Tx) error {
-						var err error
-						row, err = w.q.insert(ctx, tx, StartArgs{service.StartJob{RequestID: recourse.NewID("rr_")}},
-							&river.InsertOpts{ScheduledAt: time.Now().Add(time.Hour)})
-						return err
-					}); err != nil {
+				{name: "pending", left: 0},
+				{name: "moved to River", prepare: func(t *testing.T, id int64) {
+					if _, err := w.db.ExecContext(ctx, `DELETE FROM pending_starts WHERE row_id = $1`, id); err != nil {
 						t.Fatal(err)
 					}
-					id := row.ID
-					if tc.state != "" {
-						if _, err := w.db.ExecContext(ctx, `UPDATE river_job SET `+tc.state+` WHERE id = $1`, id); err != nil {
-							t.Fatal(err)
-						}
+				}, wantErr: errTaken, left: 0},
+				{name: "claimed before", prepare: func(t *testing.T, id int64) {
+					if err := w.st.InTx(ctx, func(tx recourse.Tx) error { return w.q.claim(ctx, tx, id) }); err != nil {
+						t.Fatal(err)
 					}
-					if tc.missing {
-						if _, err := w.db.ExecContext(ctx, `DELETE FROM river_job WHERE id = $1`, id); err != nil {
-							t.Fatal(err)
-						}
+				}, wantErr: errTaken, left: 0},
+				{name: "outcome rolled back", after: errRolledBack, wantErr: errRolledBack, left: 1},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					id := record(t)
+					if tc.prepare != nil {
+						tc.prepare(t, id)
 					}
-					err := w.st.InTx(ctx, func(tx recourse.Tx) error { return w.q.claim(ctx, tx, id) })
+					err := w.st.InTx(ctx, func(tx recourse.Tx) error {
+						if err := w.q.claim(ctx, tx, id); err != nil {
+							return err
+						}
+						return tc.after
+					})
 					if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil && err != nil) {
 						t.Fatalf("claim: %v, want %v", err, tc.wantErr)
 					}
-					var n int
-					if err := w.db.QueryRowContext(ctx, `SELECT count(*) FROM river_job WHERE id = $1`, id).Scan(&n); err != nil {
-						t.Fatal(err)
-					}
-					if n != tc.left {
-						t.Errorf("%d jobs left, want %d", n, tc.left)
+					if n := left(t, id); n != tc.left {
+						t.Errorf("%d rows left, want %d", n, tc.left)
 					}
 				})
+			}
+		})
+	}
+}
+
+// The mover turns due starts, and only those, into River jobs with their
+// arguments; movers running at once move each start once.
+func TestMovePendingStarts(t *testing.T) {
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) {
+			w := newDirectWorld(t, backend, Options{})
+			ctx := t.Context()
+			now := time.Now()
+			add := func(requestID string, due time.Time) {
+				t.Helper()
+				if err := w.st.InTx(ctx, func(tx recourse.Tx) error {
+					sqlTx, err := storeTx(tx)
+					if err != nil {
+						return err
+					}
+					_, err = addPendingStart(ctx, sqlTx, backend, StartArgs{service.StartJob{RequestID: requestID, Identifier: "d.chen"}}, due)
+					return err
+				}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			add("rr_due", now.Add(-time.Second))
+			add("rr_later", now.Add(time.Hour))
+			if _, err := w.db.ExecContext(ctx, `INSERT INTO pending_starts (args, due_ms) VALUES ($1, $2)`, `{"request_id":`, now.Add(-time.Second).UnixMilli()); err != nil {
+				t.Fatal(err)
+			}
+			n, err := w.q.movePendingStarts(ctx, now)
+			if err != nil || n != 2 {
+				t.Fatalf("movePendingStarts = %d, %v; want 2", n, err)
+			}
+			asText := "args::text"
+			if backend == "sqlite" {
+				asText = "json(args)" // River keeps JSONB there
+			}
+			var args []map[string]any
+			rows, err := w.db.QueryContext(ctx, `SELECT `+asText+` FROM river_job WHERE kind = 'recovery_start' AND state = 'available' ORDER BY id`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for rows.Next() {
+				var a string
+				if err := rows.Scan(&a); err != nil {
+					t.Fatal(err)
+				}
+				var m map[string]any
+				if err := json.Unmarshal([]byte(a), &m); err != nil {
+					t.Fatalf("%q: %v", a, err)
+				}
+				args = append(args, m)
+			}
+			rows.Close()
+			if len(args) != 2 || args[0]["request_id"] != "rr_due" || args[0]["identifier"] != "d.chen" || args[1]["undecodable"] != `{"request_id":` {
+				t.Fatalf("River jobs' arguments = %v", args)
+			}
+			if n := (&directWorld{db: w.db}).pendingStarts(t); n != 1 {
+				t.Fatalf("%d pending starts left, want 1 (the one not due)", n)
+			}
+
+			// Four movers at once, 2×moveBatch+7 due starts: each moved once.
+			const due = 2*moveBatch + 7
+			tx, err := w.db.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range due {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO pending_starts (args, due_ms) VALUES ($1, $2)`,
+					fmt.Sprintf(`{"request_id":"rr_%d"}`, i), now.Add(-time.Minute).UnixMilli()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			moved := make(chan int, 4)
+			for range 4 {
+				go func() {
+					n, err := w.q.movePendingStarts(ctx, now)
+					if err != nil {
+						t.Error(err)
+					}
+					moved <- n
+				}()
+			}
+			total := 0
+			for range 4 {
+				total += <-moved
+			}
+			var jobs int
+			if err := w.db.QueryRowContext(ctx, `SELECT count(*) FROM river_job WHERE kind = 'recovery_start'`).Scan(&jobs); err != nil {
+				t.Fatal(err)
+			}
+			if total != due || jobs != due+2 {
+				t.Fatalf("movers moved %d, River holds %d start jobs; want %d and %d", total, jobs, due, due+2)
 			}
 		})
 	}

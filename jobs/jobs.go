@@ -156,10 +156,10 @@ type Options struct {
 	// RetryBase and RetryMax shape the delivery back-off (notify.Backoff;
 	// defaults 5s and 6h).
 	RetryBase, RetryMax time.Duration
-	// StartFallback is how long a "Can't sign in?" job that this started
-	// queue runs in process (direct.go) waits before River runs it instead
-	// (default 10s): the longest a start is delayed when its process
-	// crashed or was too busy.
+	// StartFallback is how long a "Can't sign in?" request that this
+	// started queue runs in process (direct.go) waits, as a pending start
+	// (pending.go), before it becomes a River job (default 10s): the
+	// longest a start is delayed when its process crashed or was too busy.
 	StartFallback time.Duration
 	// StartsOnQueue turns the in-process run of starts off: River fetches
 	// them like every other job.
@@ -168,12 +168,17 @@ type Options struct {
 
 // Queue is the job queue; it implements service.Scheduler.
 type Queue struct {
-	client *river.Client[*sql.Tx]
-	svc    atomic.Pointer[service.Service]
-	log    *slog.Logger
-	opts   Options
-	wake   *wake
-	direct *direct
+	client  *river.Client[*sql.Tx]
+	db      *sql.DB
+	dialect string
+	svc     atomic.Pointer[service.Service]
+	log     *slog.Logger
+	opts    Options
+	wake    *wake
+	direct  *direct
+	// The mover of due pending starts (pending.go), while started.
+	moverMu              sync.Mutex
+	moverStop, moverDone chan struct{}
 }
 
 var (
@@ -217,7 +222,7 @@ func New(db *sql.DB, dialect string, log *slog.Logger, opts Options) (*Queue, er
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	q := &Queue{log: log, opts: opts, wake: newWake(), direct: newDirect()}
+	q := &Queue{db: db, dialect: dialect, log: log, opts: opts, wake: newWake(), direct: newDirect()}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, river.WorkFunc(func(ctx context.Context, job *river.Job[StartArgs]) error {
 		svc := q.svc.Load()
@@ -279,12 +284,32 @@ func (q *Queue) Start(ctx context.Context, svc *service.Service) error {
 	if !q.opts.StartsOnQueue {
 		q.direct.start(ctx, q.opts.Workers, q.runDirect)
 	}
+	// The mover runs even when starts go to River at once: rows a
+	// previous process left are due all the same.
+	q.moverMu.Lock()
+	defer q.moverMu.Unlock()
+	if q.moverStop == nil {
+		q.moverStop, q.moverDone = make(chan struct{}), make(chan struct{})
+		stop, done := q.moverStop, q.moverDone
+		go func() { defer close(done); q.runMover(ctx, stop) }()
+	}
 	return nil
 }
 
 // Stop waits for running jobs to finish; starts not yet run in process
 // are left to River (their fallback time).
 func (q *Queue) Stop(ctx context.Context) error {
+	q.moverMu.Lock()
+	stop, done := q.moverStop, q.moverDone
+	q.moverStop, q.moverDone = nil, nil
+	q.moverMu.Unlock()
+	if stop != nil {
+		close(stop)
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
+	}
 	return errors.Join(q.direct.halt(ctx), q.client.Stop(ctx))
 }
 
@@ -379,20 +404,26 @@ func (q *Queue) insert(ctx context.Context, tx recourse.Tx, args river.JobArgs, 
 // start in process as soon as tx commits, and River only if that run does
 // not record an outcome by the fallback time (direct.go).
 func (q *Queue) ScheduleStart(ctx context.Context, tx recourse.Tx, job service.StartJob) error {
-	opts := &river.InsertOpts{MaxAttempts: 5}
 	c, hooked := underlying[interface{ AfterCommit(func()) }](tx)
 	if !hooked || q.opts.StartsOnQueue || !q.direct.accepting() {
-		_, err := q.insert(ctx, tx, StartArgs{job}, opts)
+		_, err := q.insert(ctx, tx, StartArgs{job}, &river.InsertOpts{MaxAttempts: startAttempts})
 		return err
 	}
-	opts.ScheduledAt = time.Now().Add(q.opts.StartFallback)
-	row, err := q.insert(ctx, tx, StartArgs{job}, opts)
+	sqlTx, err := storeTx(tx)
 	if err != nil {
 		return err
 	}
-	c.AfterCommit(func() { q.direct.offer(directStart{row: row, job: job}) })
+	due := time.Now().Add(q.opts.StartFallback)
+	id, err := addPendingStart(ctx, sqlTx, q.dialect, StartArgs{job}, due)
+	if err != nil {
+		return err
+	}
+	c.AfterCommit(func() { q.direct.offer(directStart{id: id, job: job, due: due}) })
 	return nil
 }
+
+// startAttempts bounds River's attempts at a start.
+const startAttempts = 5
 
 // ScheduleAdvance implements service.Scheduler.
 func (q *Queue) ScheduleAdvance(ctx context.Context, tx recourse.Tx, requestID string, at time.Time) error {
