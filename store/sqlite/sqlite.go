@@ -45,6 +45,7 @@ func Dialect() sqlstore.Dialect {
 		// Each migration runs in a BEGIN IMMEDIATE transaction and re-checks
 		// whether it is applied, which serialises concurrent migrators.
 		LockMigrations: func(context.Context, *sql.Conn) (func(), error) { return func() {}, nil },
+		LastInsertID:   true,
 	}
 }
 

@@ -163,8 +163,9 @@ func (s queries) DeleteExpiredSecrets(ctx context.Context, before time.Time) (in
 }
 
 func (s queries) AddRecoveryEvidence(ctx context.Context, e *recourse.RecoveryEvidence) error {
-	err := s.q.QueryRowContext(ctx, `INSERT INTO recovery_evidence (request_id, kind, detail, actor_id, created_at)
-        VALUES ($1, $2, $3, $4, $5) RETURNING id`, e.RequestID, e.Kind, e.Detail, e.ActorID, utc(e.CreatedAt)).Scan(&e.ID)
+	var err error
+	e.ID, err = s.insertID(ctx, "id", `INSERT INTO recovery_evidence (request_id, kind, detail, actor_id, created_at)
+        VALUES ($1, $2, $3, $4, $5)`, e.RequestID, e.Kind, e.Detail, e.ActorID, utc(e.CreatedAt))
 	return s.wrap("add evidence", err)
 }
 

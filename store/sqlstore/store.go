@@ -710,9 +710,10 @@ func (s queries) AdvanceTOTPStep(ctx context.Context, id string, step int64, at 
 }
 
 func (s queries) AddAuthenticatorEvent(ctx context.Context, e *recourse.AuthenticatorEvent) error {
-	err := s.q.QueryRowContext(ctx, `INSERT INTO authenticator_events (authenticator_id, account_id, kind, type, at, ip, user_agent)
-        VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
-		e.AuthenticatorID, e.AccountID, e.Kind, e.Type, utc(e.At), e.IP, e.UserAgent).Scan(&e.ID)
+	var err error
+	e.ID, err = s.insertID(ctx, "id", `INSERT INTO authenticator_events (authenticator_id, account_id, kind, type, at, ip, user_agent)
+        VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		e.AuthenticatorID, e.AccountID, e.Kind, e.Type, utc(e.At), e.IP, e.UserAgent)
 	return s.wrap("add authenticator event", err)
 }
 

@@ -37,6 +37,9 @@ func testNotifications(t *testing.T, s recourse.Store) {
 		if n.Seq == 0 {
 			t.Fatalf("notification %d: Seq not set", i)
 		}
+		if got, err := s.ListNotifications(ctx, recourse.NotificationFilter{Limit: 1}); err != nil || len(got) != 1 || got[0].ID != n.ID || got[0].Seq != n.Seq {
+			t.Fatalf("notification %d: Seq %d, the newest listed is %+v (%v)", i, n.Seq, got, err)
+		}
 	}
 	if err := s.AddNotification(ctx, newNotification("ntf_1", recourse.NotifyEmail, "a", "x", T0)); !errors.Is(err, recourse.ErrConflict) {
 		t.Errorf("duplicate id: %v, want ErrConflict", err)

@@ -49,15 +49,20 @@ func testRecoveryLifecycle(t *testing.T, s recourse.Store) {
 	if err != nil || len(cooling) != 1 {
 		t.Fatalf("OpenRecoveries = %v, %v", cooling, err)
 	}
+	var evIDs []int64
 	for i, kind := range []string{"code", "possession"} {
 		e := &recourse.RecoveryEvidence{RequestID: r.ID, Kind: kind, Detail: []byte(fmt.Sprintf(`{"n":%d}`, i)), CreatedAt: T0}
 		if err := s.AddRecoveryEvidence(ctx, e); err != nil {
 			t.Fatal(err)
 		}
+		evIDs = append(evIDs, e.ID)
 	}
 	ev, err := s.RecoveryEvidence(ctx, r.ID)
 	if err != nil || len(ev) != 2 || ev[0].Kind != "code" || string(ev[1].Detail) != `{"n":1}` {
 		t.Fatalf("RecoveryEvidence = %v, %v", ev, err)
+	}
+	if ev[0].ID != evIDs[0] || ev[1].ID != evIDs[1] || evIDs[0] == evIDs[1] {
+		t.Fatalf("evidence ids: stored %d, %d; AddRecoveryEvidence said %v", ev[0].ID, ev[1].ID, evIDs)
 	}
 	// Group membership.
 	g := NewAccount("g")

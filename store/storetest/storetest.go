@@ -418,16 +418,23 @@ func testAuthenticators(t *testing.T, s recourse.Store) {
 	if got.Status != recourse.AuthRevoked || got.RevokedAt == nil || !got.RevokedAt.Equal(now) {
 		t.Errorf("after revoke = %+v", got)
 	}
+	var lastID int64
 	for i, typ := range []recourse.AuthenticatorEventType{recourse.AuthEventBound, recourse.AuthEventUsed, recourse.AuthEventRevoked} {
 		e := &recourse.AuthenticatorEvent{AuthenticatorID: key.ID, AccountID: "a", Kind: recourse.AuthWebAuthn, Type: typ,
 			At: T0.Add(time.Duration(i) * time.Minute), IP: "192.0.2.1", UserAgent: "test"}
 		if err := s.AddAuthenticatorEvent(ctx, e); err != nil {
 			t.Fatal(err)
 		}
+		if e.ID <= lastID {
+			t.Fatalf("event %d: id %d after %d", i, e.ID, lastID)
+		}
+		lastID = e.ID
 	}
 	evs, err := s.AuthenticatorEvents(ctx, "a", 2)
 	if err != nil || len(evs) != 2 || evs[0].Type != recourse.AuthEventRevoked || evs[1].Type != recourse.AuthEventUsed || evs[0].IP != "192.0.2.1" {
 		t.Errorf("events = %+v, %v", evs, err)
+	} else if evs[0].ID != lastID {
+		t.Errorf("the newest event's id is %d, AddAuthenticatorEvent said %d", evs[0].ID, lastID)
 	}
 }
 
