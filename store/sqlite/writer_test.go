@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -176,6 +177,17 @@ func TestGroupCommit(t *testing.T) {
 		t.Fatal("Stats does not know a database OpenDB opened")
 	}
 
+	// Which turn the first COMMIT came after: the batch's COMMIT must
+	// follow all three turns, not a's alone.
+	var turnsAtCommit atomic.Uint64
+	committed := w.committed
+	w.committed = func() {
+		turnsAtCommit.CompareAndSwap(0, w.turns.Load())
+		if committed != nil {
+			committed()
+		}
+	}
+
 	// "a" holds the writer while "b" (rolled back) and "c" queue behind it.
 	a, err := db.BeginTx(ctx, nil)
 	if err != nil {
@@ -191,23 +203,28 @@ func TestGroupCommit(t *testing.T) {
 	waitQueued(t, w, 2)
 
 	aDone := make(chan error, 1)
-	go func() { aDone <- a.Commit() }()
-	// a's work waits in the open batch for the others: its Commit has not
-	// returned, and what it wrote is not visible to readers yet.
-	select {
-	case err := <-aDone:
-		// Possible only if b and c both finished first; they cannot start
-		// before a hands over, so this is a failure.
-		t.Fatalf("a's Commit returned before the batch committed: %v", err)
-	case err := <-b:
-		if err != nil {
-			t.Fatalf("b's rollback: %v", err)
-		}
+	var commitsWhenAReturned uint64
+	go func() {
+		err := a.Commit()
+		st, _ := Stats(db)
+		commitsWhenAReturned = st.Commits
+		aDone <- err
+	}()
+	// a's work waits in the open batch for the others; the batch commits
+	// once, after c's turn, and only then does a's Commit return.
+	if err := <-b; err != nil {
+		t.Fatalf("b's rollback: %v", err)
 	}
 	for name, ch := range map[string]chan error{"a": aDone, "c": c} {
 		if err := <-ch; err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
+	}
+	if got := turnsAtCommit.Load(); got != before.Turns+3 {
+		t.Errorf("the first COMMIT came after turn %d, want %d (a's, b's and c's)", got-before.Turns, 3)
+	}
+	if commitsWhenAReturned != before.Commits+1 {
+		t.Errorf("a's Commit returned after %d COMMITs, want 1", commitsWhenAReturned-before.Commits)
 	}
 	if got := rowsOf(t, db); !slices.Equal(got, []string{"a", "c"}) {
 		t.Errorf("rows = %v, want [a c] (b rolled back)", got)
