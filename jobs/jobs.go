@@ -297,7 +297,8 @@ func (q *Queue) Start(ctx context.Context, svc *service.Service) error {
 }
 
 // Stop waits for running jobs to finish; starts not yet run in process
-// are left to River (their fallback time).
+// stay pending, and a started queue (this one again, or another replica's)
+// hands them to River when they are due.
 func (q *Queue) Stop(ctx context.Context) error {
 	q.moverMu.Lock()
 	stop, done := q.moverStop, q.moverDone
@@ -400,9 +401,10 @@ func (q *Queue) insert(ctx context.Context, tx recourse.Tx, args river.JobArgs, 
 	return res.Job, nil
 }
 
-// ScheduleStart implements service.Scheduler. A started queue runs the
-// start in process as soon as tx commits, and River only if that run does
-// not record an outcome by the fallback time (direct.go).
+// ScheduleStart implements service.Scheduler. A started queue records
+// the start as pending and runs it in process as soon as tx commits;
+// River runs it only if that run has not recorded an outcome by the time
+// the start is due (direct.go, pending.go).
 func (q *Queue) ScheduleStart(ctx context.Context, tx recourse.Tx, job service.StartJob) error {
 	c, hooked := underlying[interface{ AfterCommit(func()) }](tx)
 	if !hooked || q.opts.StartsOnQueue || !q.direct.accepting() {
