@@ -339,7 +339,7 @@ func TestMovePendingStarts(t *testing.T) {
 			if len(args) != 2 || args[0]["request_id"] != "rr_due" || args[0]["identifier"] != "d.chen" || args[1]["undecodable"] != `{"request_id":` {
 				t.Fatalf("River jobs' arguments = %v", args)
 			}
-			if n := (&directWorld{db: w.db}).pendingStarts(t); n != 1 {
+			if n := w.pendingStarts(t); n != 1 {
 				t.Fatalf("%d pending starts left, want 1 (the one not due)", n)
 			}
 

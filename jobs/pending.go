@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -80,46 +81,47 @@ func (q *Queue) movePendingStarts(ctx context.Context, now time.Time) (int, erro
 	for {
 		n, err := q.moveSome(ctx, now)
 		total += n
-		if err != nil || n < moveBatch {
-			return total, err
+		if err != nil {
+			return total, fmt.Errorf("jobs: move starts: %w", err)
+		}
+		if n < moveBatch {
+			return total, nil
 		}
 	}
 }
 
+// moveSome moves at most moveBatch due starts in one transaction.
 func (q *Queue) moveSome(ctx context.Context, now time.Time) (int, error) {
 	tx, err := q.db.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, fmt.Errorf("jobs: move starts: %w", err)
+		return 0, err
 	}
 	defer tx.Rollback()
 	rows, err := tx.QueryContext(ctx, fmt.Sprintf(`DELETE FROM pending_starts WHERE row_id IN
 		(SELECT row_id FROM pending_starts WHERE due_ms <= $1 ORDER BY row_id LIMIT %d) RETURNING args`, moveBatch), now.UnixMilli())
 	if err != nil {
-		return 0, fmt.Errorf("jobs: move starts: %w", err)
+		return 0, err
 	}
 	var params []river.InsertManyParams
 	for rows.Next() {
 		var args string
 		if err := rows.Scan(&args); err != nil {
 			rows.Close()
-			return 0, fmt.Errorf("jobs: move starts: %w", err)
+			return 0, err
 		}
 		params = append(params, river.InsertManyParams{Args: rawStartArgs(args), InsertOpts: &river.InsertOpts{MaxAttempts: startAttempts}})
 	}
-	if err := rows.Close(); err != nil {
-		return 0, fmt.Errorf("jobs: move starts: %w", err)
-	}
-	if err := rows.Err(); err != nil {
-		return 0, fmt.Errorf("jobs: move starts: %w", err)
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return 0, err
 	}
 	if len(params) == 0 {
 		return 0, nil
 	}
 	if _, err := q.client.InsertManyTx(ctx, tx, params); err != nil {
-		return 0, fmt.Errorf("jobs: move starts: %w", err)
+		return 0, err
 	}
 	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("jobs: move starts: %w", err)
+		return 0, err
 	}
 	return len(params), nil
 }
