@@ -130,9 +130,12 @@ type Tx interface {
 	// sequencer (another replica) holds it, and this one should skip its
 	// round. It MUST be called inside InTx.
 	LockAuditSequencer(ctx context.Context) (bool, error)
-	// UnsequencedAuditEvents returns up to limit unsequenced events, in
-	// insertion order (AuditRecord.Row).
-	UnsequencedAuditEvents(ctx context.Context, limit int) ([]AuditRecord, error)
+	// UnsequencedAuditEvents returns up to limit unsequenced events whose
+	// insertion row is above after (0: all), in insertion order
+	// (AuditRecord.Row). A sequencer passes the last row it sequenced, so
+	// that it need not step over the rows sequenced before it (on
+	// PostgreSQL their index entries stay until a vacuum).
+	UnsequencedAuditEvents(ctx context.Context, after int64, limit int) ([]AuditRecord, error)
 	// SequenceAuditEvents gives the event at insertion row rows[i] position
 	// first+i. ErrConflict when a position is taken or a row is no longer
 	// unsequenced.

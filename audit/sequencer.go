@@ -41,6 +41,17 @@ type Sequencer struct {
 	sequenced atomic.Int64
 	size      atomic.Int64
 
+	// floor is the last insertion row this sequencer sequenced: a round
+	// looks above it, so it never steps over the rows sequenced before
+	// (on PostgreSQL their entries in the index of unsequenced events
+	// stay until a vacuum, and walking them cost 9 ms a round under load,
+	// docs/benchmarks.md). Rows are numbered at insertion, and on
+	// PostgreSQL a transaction may commit after a later-numbered one was
+	// sequenced: every fullScanEvery a round looks from the start, so such
+	// an event waits at most that long. (SQLite commits in row order.)
+	floor    atomic.Int64
+	fullScan atomic.Int64 // when a round last looked from the start, in Unix nanoseconds
+
 	// beforeCommit, when set by tests, runs inside the round's transaction
 	// after all its writes; afterRound runs after each round of Run.
 	beforeCommit func()
@@ -64,6 +75,10 @@ type SequencerOptions struct {
 
 // DefaultCoalesce is the least time between two nudged rounds.
 const DefaultCoalesce = 20 * time.Millisecond
+
+// fullScanEvery bounds how long an event that committed out of row order
+// waits (Sequencer.floor).
+const fullScanEvery = time.Second
 
 // NewSequencer returns a sequencer; it does nothing until Run or Sequence.
 func NewSequencer(o SequencerOptions) (*Sequencer, error) {
@@ -162,13 +177,21 @@ func (s *Sequencer) Drain(ctx context.Context) (int, error) {
 // Sequence runs one round and returns how many events it sequenced: 0 when
 // there was nothing to do or another sequencer holds the lock.
 func (s *Sequencer) Sequence(ctx context.Context) (int, error) {
+	after, full := s.floor.Load(), false
+	if time.Since(time.Unix(0, s.fullScan.Load())) >= fullScanEvery {
+		after, full = 0, true
+	}
 	// A cheap look outside any transaction, so an idle log never takes the
 	// write lock.
-	if peek, err := s.store.UnsequencedAuditEvents(ctx, 1); err != nil || len(peek) == 0 {
+	if peek, err := s.store.UnsequencedAuditEvents(ctx, after, 1); err != nil || len(peek) == 0 {
+		if err == nil && full {
+			s.fullScan.Store(time.Now().UnixNano())
+		}
 		return 0, err
 	}
 	var n int
-	var size int64
+	var size, last int64
+	var looked bool
 	err := s.store.InTx(ctx, func(tx recourse.Tx) error {
 		n, size = 0, 0
 		ok, err := tx.LockAuditSequencer(ctx)
@@ -179,10 +202,13 @@ func (s *Sequencer) Sequence(ctx context.Context) (int, error) {
 		if err != nil {
 			return err
 		}
-		recs, err := tx.UnsequencedAuditEvents(ctx, s.batch)
+		recs, err := tx.UnsequencedAuditEvents(ctx, after, s.batch)
 		if err != nil || len(recs) == 0 {
+			looked = err == nil
 			return err
 		}
+		looked = true
+		last = recs[len(recs)-1].Row
 		hashes, err := loadFrontier(ctx, tx, old, len(recs))
 		if err != nil {
 			return err
@@ -242,11 +268,26 @@ func (s *Sequencer) Sequence(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("sequence audit events: %w", err)
 	}
+	if full && looked {
+		s.fullScan.Store(time.Now().UnixNano())
+	}
 	if n > 0 {
 		s.sequenced.Add(int64(n))
 		s.size.Store(size)
+		s.raiseFloor(last)
 	}
 	return n, nil
+}
+
+// raiseFloor records that the rows up to row are sequenced; a concurrent
+// round may have raised the floor past row already.
+func (s *Sequencer) raiseFloor(row int64) {
+	for {
+		f := s.floor.Load()
+		if row <= f || s.floor.CompareAndSwap(f, row) {
+			return
+		}
+	}
 }
 
 // treeHead returns the size and root of the latest checkpoint (0 and the

@@ -457,3 +457,89 @@ func TestSequencerLockPostgres(t *testing.T) {
 		t.Error("the lock was not released at the end of the transaction")
 	}
 }
+
+// TestSequencerLooksAboveItsFloor: a round looks above the last row the
+// sequencer sequenced, and from the start once fullScanEvery has passed.
+// The floor is raised by hand here to stand for rows sequenced before.
+func TestSequencerLooksAboveItsFloor(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := t.Context()
+			st := b.open(t).st
+			seq := newTestSequencer(t, st, 10)
+			appendEvents(t, st, 3, 0)
+			if n, err := seq.Sequence(ctx); err != nil || n != 3 {
+				t.Fatalf("first round = %d, %v; want 3 (the first round looks from the start)", n, err)
+			}
+			recs, err := st.AuditRecords(ctx, 0, 10)
+			if err != nil || len(recs) != 3 {
+				t.Fatalf("records = %d, %v", len(recs), err)
+			}
+			if got := seq.floor.Load(); got != recs[2].Row {
+				t.Fatalf("floor = %d, want the last row sequenced, %d", got, recs[2].Row)
+			}
+			appendEvents(t, st, 2, 3)
+			seq.floor.Store(recs[2].Row + 1000) // as if rows up to here were sequenced
+			if n, err := seq.Sequence(ctx); err != nil || n != 0 {
+				t.Fatalf("round below the floor = %d, %v; want 0", n, err)
+			}
+			seq.fullScan.Store(time.Now().Add(-fullScanEvery).UnixNano())
+			if n, err := seq.Sequence(ctx); err != nil || n != 2 {
+				t.Fatalf("full round = %d, %v; want the 2 events below the floor", n, err)
+			}
+			if n, err := seq.Sequence(ctx); err != nil || n != 0 {
+				t.Fatalf("round after = %d, %v; want 0", n, err)
+			}
+			if _, err := Verify(ctx, st, VerifyOptions{Verifier: testVerifier(t)}); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestSequencerFindsLateCommits: on PostgreSQL a transaction may commit
+// after a later-numbered event was sequenced; its event is sequenced by
+// the next full round, never lost.
+func TestSequencerFindsLateCommits(t *testing.T) {
+	if os.Getenv("RECOURSE_TEST_POSTGRES_DSN") == "" && os.Getenv("CI") != "true" {
+		t.Skip("PostgreSQL only (RECOURSE_TEST_POSTGRES_DSN); SQLite commits in row order")
+	}
+	ctx := t.Context()
+	st := openPostgres(t).st
+	seq := newTestSequencer(t, st, 10)
+	inserted, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- st.InTx(ctx, func(tx recourse.Tx) error {
+			if err := tx.AddAuditEvent(ctx, storetest.NewAuditEvent(recourse.ActionSignInPassword, "late", 0)); err != nil {
+				return err
+			}
+			if _, err := tx.AuditBacklog(ctx); err != nil { // sends the buffered insert: the row is numbered now
+				return err
+			}
+			close(inserted)
+			<-release
+			return nil
+		})
+	}()
+	<-inserted
+	appendEvents(t, st, 2, 1)
+	if n, err := seq.Sequence(ctx); err != nil || n != 2 {
+		t.Fatalf("round = %d, %v; want the 2 committed events", n, err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n, err := seq.Sequence(ctx); err != nil || n != 0 {
+		t.Fatalf("round before the full scan = %d, %v; want 0 (the late event is below the floor)", n, err)
+	}
+	seq.fullScan.Store(time.Now().Add(-fullScanEvery).UnixNano())
+	if n, err := seq.Sequence(ctx); err != nil || n != 1 {
+		t.Fatalf("full round = %d, %v; want the late event", n, err)
+	}
+	rep, err := Verify(ctx, st, VerifyOptions{Verifier: testVerifier(t)})
+	if err != nil || rep.Size != 3 || rep.Unsequenced != 0 {
+		t.Fatalf("Verify = %+v, %v", rep, err)
+	}
+}

@@ -891,7 +891,7 @@ func TestLostDeviceCompletedWithAccessPass(t *testing.T) {
 
 		// The audit log records the completion with the pass's expiry, and
 		// holds no pass.
-		recs, err := w.store.UnsequencedAuditEvents(ctx, 10000)
+		recs, err := w.store.UnsequencedAuditEvents(ctx, 0, 10000)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1060,7 +1060,7 @@ func TestIdleRequestExpiresAndSecretsAreSwept(t *testing.T) {
 		if cs, err := w.store.Challenges(ctx, rs.RequestID); err != nil || len(cs) != 0 {
 			t.Fatalf("codes left after the sweep: %d, %v", len(cs), err)
 		}
-		recs, err := w.store.UnsequencedAuditEvents(ctx, 10000)
+		recs, err := w.store.UnsequencedAuditEvents(ctx, 0, 10000)
 		if err != nil {
 			t.Fatal(err)
 		}

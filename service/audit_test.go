@@ -17,7 +17,7 @@ import (
 // auditEvents returns every audit event stored so far, in insertion order.
 func (f *fixture) auditEvents(t *testing.T) []*recourse.AuditEvent {
 	t.Helper()
-	recs, err := f.store.UnsequencedAuditEvents(t.Context(), 10_000)
+	recs, err := f.store.UnsequencedAuditEvents(t.Context(), 0, 10_000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func (f *fixture) auditEvents(t *testing.T) []*recourse.AuditEvent {
 // rawAudit returns every stored audit event's encoding, joined.
 func (f *fixture) rawAudit(t *testing.T) string {
 	t.Helper()
-	recs, err := f.store.UnsequencedAuditEvents(t.Context(), 10_000)
+	recs, err := f.store.UnsequencedAuditEvents(t.Context(), 0, 10_000)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -164,7 +164,7 @@ func TestWebRecordsRequestAndChannel(t *testing.T) {
 	id := resp.Header.Get("X-Request-Id")
 	resp, _ = b.do("POST", "/signout", url.Values{})
 	signout := resp.Header.Get("X-Request-Id")
-	recs, err := e.store.UnsequencedAuditEvents(t.Context(), 100)
+	recs, err := e.store.UnsequencedAuditEvents(t.Context(), 0, 100)
 	if err != nil {
 		t.Fatal(err)
 	}

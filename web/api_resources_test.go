@@ -125,7 +125,7 @@ func TestAPIAccounts(t *testing.T) {
 		t.Fatalf("paged %v, want %d accounts", seen, len(all))
 	}
 	// The changes are audited with the key as actor.
-	recs, _ := e.store.UnsequencedAuditEvents(t.Context(), 2000)
+	recs, _ := e.store.UnsequencedAuditEvents(t.Context(), 0, 2000)
 	var update *recourse.AuditEvent
 	for _, r := range recs {
 		if ev, _ := recourse.ParseAuditEvent(r.Data); ev.Action == recourse.ActionAccountUpdate && ev.SubjectID == "n.new" {

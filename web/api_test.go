@@ -264,7 +264,7 @@ func TestAPIScopes(t *testing.T) {
 				t.Fatalf("without %s: %d %s", rt.scope, status, body)
 			}
 			// The refusal is audited as a denial by the key.
-			recs, _ := e.store.UnsequencedAuditEvents(t.Context(), 5000)
+			recs, _ := e.store.UnsequencedAuditEvents(t.Context(), 0, 5000)
 			last, _ := recourse.ParseAuditEvent(recs[len(recs)-1].Data)
 			if last.Action != recourse.ActionAPIRequest || last.Outcome != recourse.OutcomeDenied || last.Attributes["route"] != rt.path {
 				t.Fatalf("last event = %+v", last)
@@ -374,7 +374,7 @@ func TestAPIKeyLifecycle(t *testing.T) {
 		t.Errorf("last use = %v from %q", got.LastUsedAt, got.LastUsedIP)
 	}
 	// Every call with a key is audited with the key as actor.
-	recs, _ := e.store.UnsequencedAuditEvents(ctx, 1000)
+	recs, _ := e.store.UnsequencedAuditEvents(ctx, 0, 1000)
 	found := false
 	for _, r := range recs {
 		ev, _ := recourse.ParseAuditEvent(r.Data)

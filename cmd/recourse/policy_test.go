@@ -151,7 +151,7 @@ func TestPolicyWatcher(t *testing.T) {
 		t.Fatal("a policy with lint errors was put in force")
 	}
 	// Every reload attempt is in the audit log, with its digest or its error.
-	recs, err := st.UnsequencedAuditEvents(t.Context(), 100)
+	recs, err := st.UnsequencedAuditEvents(t.Context(), 0, 100)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -116,7 +116,7 @@ func scanAuditRecords(rows *sql.Rows) ([]recourse.AuditRecord, error) {
 	return out, rows.Err()
 }
 
-func (s queries) UnsequencedAuditEvents(ctx context.Context, limit int) ([]recourse.AuditRecord, error) {
+func (s queries) UnsequencedAuditEvents(ctx context.Context, after int64, limit int) ([]recourse.AuditRecord, error) {
 	if err := s.flushAudit(ctx); err != nil {
 		return nil, err
 	}
@@ -124,7 +124,7 @@ func (s queries) UnsequencedAuditEvents(ctx context.Context, limit int) ([]recou
 		limit = 1
 	}
 	rows, err := s.q.QueryContext(ctx, fmt.Sprintf(`SELECT `+auditRecordColumns+` FROM audit_events
-        WHERE seq IS NULL ORDER BY row_id LIMIT %d`, limit))
+        WHERE seq IS NULL AND row_id > $1 ORDER BY row_id LIMIT %d`, limit), after)
 	if err != nil {
 		return nil, s.wrap("list unsequenced audit events", err)
 	}

@@ -35,7 +35,7 @@ func mustAddAudit(t *testing.T, s recourse.Store, events ...*recourse.AuditEvent
 // first, and returns how many it sequenced.
 func sequenceAll(t *testing.T, s recourse.Store, first int64) int {
 	t.Helper()
-	recs, err := s.UnsequencedAuditEvents(t.Context(), 10_000)
+	recs, err := s.UnsequencedAuditEvents(t.Context(), 0, 10_000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func testAuditAppendAndSequence(t *testing.T, s recourse.Store) {
 	if err := s.AddAuditEvent(ctx, bad); err == nil {
 		t.Error("an invalid event was stored")
 	}
-	recs, err := s.UnsequencedAuditEvents(ctx, 10)
+	recs, err := s.UnsequencedAuditEvents(ctx, 0, 10)
 	if err != nil || len(recs) != 5 {
 		t.Fatalf("UnsequencedAuditEvents = %d, %v", len(recs), err)
 	}
@@ -75,6 +75,9 @@ func testAuditAppendAndSequence(t *testing.T, s recourse.Store) {
 		if i > 0 && r.Row <= recs[i-1].Row {
 			t.Errorf("records not in insertion order: %d then %d", recs[i-1].Row, r.Row)
 		}
+	}
+	if above, err := s.UnsequencedAuditEvents(ctx, recs[1].Row, 10); err != nil || len(above) != 3 || above[0].Row != recs[2].Row {
+		t.Errorf("UnsequencedAuditEvents above row %d = %d records, %v; want the last 3", recs[1].Row, len(above), err)
 	}
 	if n, err := s.AuditBacklog(ctx); err != nil || n != 5 {
 		t.Errorf("AuditBacklog = %d, %v", n, err)
@@ -353,7 +356,7 @@ func testAuditEventsOfATransaction(t *testing.T, s recourse.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	recs, err := s.UnsequencedAuditEvents(ctx, 100)
+	recs, err := s.UnsequencedAuditEvents(ctx, 0, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
