@@ -143,11 +143,11 @@ func TestCrashChild(t *testing.T) {
 			t.Fatalf("request %s never appeared", rs.RequestID)
 		}
 		code := latestCode(ctx, st, user+"@example.com")
-		if err := svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, code, m); err != nil {
+		if _, err := svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, code, m); err != nil {
 			continue
 		}
 		totp, _ := credential.TOTPCode(secrets[user], clock.Now())
-		if err := svc.SubmitTOTP(ctx, rs.RequestID, rs.BrowserSecret, totp, m); err != nil {
+		if _, err := svc.SubmitTOTP(ctx, rs.RequestID, rs.BrowserSecret, totp, m); err != nil {
 			continue
 		}
 		tok, err := svc.ContinueRecovery(ctx, rs.RequestID, rs.BrowserSecret, m)

@@ -577,7 +577,7 @@ func TestLostDeviceNoticesEndToEnd(t *testing.T) {
 		}
 
 		w.smtp.TempFail(1) // the relay refuses the next mail once
-		if err := w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, code, meta()); err != nil {
+		if _, err := w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, code, meta()); err != nil {
 			t.Fatal(err)
 		}
 		step(notify.EventRecoveryAwaitingApproval)
@@ -711,7 +711,7 @@ func TestDeviceReplacedWithAccessPassAlertsSecurity(t *testing.T) {
 		}
 		security.SetSecrets(t, secret)
 		rs := w.start("d.chen", "device")
-		if err := w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, w.smtpCode("d.chen@example.com"), meta()); err != nil {
+		if _, err := w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, w.smtpCode("d.chen@example.com"), meta()); err != nil {
 			t.Fatal(err)
 		}
 		mgr, _ := w.signIn("m.okafor")

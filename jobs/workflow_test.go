@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -245,6 +246,33 @@ func (w *world) status(rs *service.RecoveryStart) *service.RecoveryView {
 	return v
 }
 
+// submitted checks the status a submission answered against the one
+// RecoveryStatus reads afresh: they must be the same.
+func (w *world) submitted(rs *service.RecoveryStart) func(*service.RecoveryView, error) *service.RecoveryView {
+	return func(v *service.RecoveryView, err error) *service.RecoveryView {
+		w.t.Helper()
+		return w.sameStatus(rs, v, err)
+	}
+}
+
+func (w *world) sameStatus(rs *service.RecoveryStart, v *service.RecoveryView, err error) *service.RecoveryView {
+	w.t.Helper()
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	read := w.status(rs)
+	same := func(a, b *time.Time) bool { return (a == nil) == (b == nil) && (a == nil || a.Equal(*b)) }
+	if !v.ExpiresAt.Equal(read.ExpiresAt) || !same(v.CoolingUntil, read.CoolingUntil) {
+		w.t.Fatalf("submission answered expiry %v, cooling-off %v; status reads %v, %v", v.ExpiresAt, v.CoolingUntil, read.ExpiresAt, read.CoolingUntil)
+	}
+	a, b := *v, *read
+	a.ExpiresAt, a.CoolingUntil, b.ExpiresAt, b.CoolingUntil = time.Time{}, nil, time.Time{}, nil
+	if !reflect.DeepEqual(a, b) {
+		w.t.Fatalf("submission answered %+v; status reads %+v", a, b)
+	}
+	return v
+}
+
 func (w *world) wantState(rs *service.RecoveryStart, want recourse.RecoveryState) {
 	w.t.Helper()
 	if v := w.status(rs); v.State != want {
@@ -277,13 +305,10 @@ func (w *world) readyByCodeAndApp(username, lost string) (*service.RecoveryStart
 	w.t.Helper()
 	ctx := w.t.Context()
 	rs := w.start(username, lost)
-	if err := w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, w.code(username+"@example.com"), meta()); err != nil {
-		w.t.Fatal(err)
+	w.submitted(rs)(w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, w.code(username+"@example.com"), meta()))
+	if v := w.submitted(rs)(w.svc.SubmitTOTP(ctx, rs.RequestID, rs.BrowserSecret, w.totp(username), meta())); v.State != recourse.RecoveryReady || !v.CanContinue {
+		w.t.Fatalf("after the code and the app: %+v, want ready", v)
 	}
-	if err := w.svc.SubmitTOTP(ctx, rs.RequestID, rs.BrowserSecret, w.totp(username), meta()); err != nil {
-		w.t.Fatal(err)
-	}
-	w.wantState(rs, recourse.RecoveryReady)
 	tok, err := w.svc.ContinueRecovery(ctx, rs.RequestID, rs.BrowserSecret, meta())
 	if err != nil {
 		w.t.Fatalf("ContinueRecovery: %v", err)
@@ -299,17 +324,17 @@ func TestForgotPasswordWithBoundTOTP(t *testing.T) {
 		if v := w.status(rs); v.Revealed {
 			t.Fatal("the request revealed itself before any code was entered")
 		}
-		if err := w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, "000000", meta()); !errors.Is(err, errOf(recourse.EINVALID)) && recourse.ErrorCode(err) != recourse.EINVALID {
+		if _, err := w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, "000000", meta()); !errors.Is(err, errOf(recourse.EINVALID)) && recourse.ErrorCode(err) != recourse.EINVALID {
 			t.Fatalf("wrong code: %v", err)
 		}
-		if err := w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, w.code("d.chen@example.com"), meta()); err != nil {
+		if _, err := w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, w.code("d.chen@example.com"), meta()); err != nil {
 			t.Fatal(err)
 		}
 		v := w.status(rs)
 		if !v.Revealed || v.State != recourse.RecoveryCollecting || !v.CanTOTP || len(v.Missing) == 0 {
 			t.Fatalf("after the email code: %+v", v)
 		}
-		if err := w.svc.SubmitTOTP(ctx, rs.RequestID, rs.BrowserSecret, w.totp("d.chen"), meta()); err != nil {
+		if _, err := w.svc.SubmitTOTP(ctx, rs.RequestID, rs.BrowserSecret, w.totp("d.chen"), meta()); err != nil {
 			t.Fatal(err)
 		}
 		w.wantState(rs, recourse.RecoveryReady)
@@ -358,10 +383,9 @@ func errOf(code string) error { return recourse.Errorf(code, "") }
 func toCoolingOff(t *testing.T, w *world) *service.RecoveryStart {
 	ctx := t.Context()
 	rs := w.start("d.chen", "device")
-	if err := w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, w.code("d.chen@example.com"), meta()); err != nil {
-		t.Fatal(err)
+	if v := w.submitted(rs)(w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, w.code("d.chen@example.com"), meta())); v.State != recourse.RecoveryAwaitingApproval {
+		t.Fatalf("after the code: %s, want awaiting approval", v.State)
 	}
-	w.wantState(rs, recourse.RecoveryAwaitingApproval)
 	if w.mail("m.okafor@example.com", "Your approval is needed") == nil {
 		t.Fatal("the manager was not asked")
 	}
@@ -460,7 +484,7 @@ func TestPrivilegedNeedsManagerAndSecurity(t *testing.T) {
 	backends(t, func(t *testing.T, w *world) {
 		ctx := t.Context()
 		rs := w.start("r.patel", "password")
-		if err := w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, w.code("r.patel@example.com"), meta()); err != nil {
+		if _, err := w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, w.code("r.patel@example.com"), meta()); err != nil {
 			t.Fatal(err)
 		}
 		w.wantState(rs, recourse.RecoveryAwaitingApproval)
@@ -494,7 +518,7 @@ func TestApproverDenial(t *testing.T) {
 	backends(t, func(t *testing.T, w *world) {
 		ctx := t.Context()
 		rs := w.start("d.chen", "device")
-		if err := w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, w.code("d.chen@example.com"), meta()); err != nil {
+		if _, err := w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, w.code("d.chen@example.com"), meta()); err != nil {
 			t.Fatal(err)
 		}
 		mgr, _ := w.signIn("m.okafor")
@@ -511,11 +535,11 @@ func TestContractors(t *testing.T) {
 		// Active contract: the sponsor must approve.
 		rs := w.start("c.novak", "password")
 		for _, to := range []string{"c.novak@example.com"} {
-			if err := w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, w.code(to), meta()); err != nil {
+			if _, err := w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, w.code(to), meta()); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if err := w.svc.SubmitTOTP(ctx, rs.RequestID, rs.BrowserSecret, w.totp("c.novak"), meta()); err != nil {
+		if _, err := w.svc.SubmitTOTP(ctx, rs.RequestID, rs.BrowserSecret, w.totp("c.novak"), meta()); err != nil {
 			t.Fatal(err)
 		}
 		w.wantState(rs, recourse.RecoveryAwaitingApproval)
@@ -576,7 +600,7 @@ func TestHelpdeskInitiatedRecovery(t *testing.T) {
 		if _, err := w.svc.ClaimRecovery(ctx, r.ID, w.code("d.chen@example.com"), meta()); err == nil {
 			t.Fatal("a request was claimed twice")
 		}
-		if err := w.svc.SubmitTOTP(ctx, rs.RequestID, rs.BrowserSecret, w.totp("d.chen"), meta()); err != nil {
+		if _, err := w.svc.SubmitTOTP(ctx, rs.RequestID, rs.BrowserSecret, w.totp("d.chen"), meta()); err != nil {
 			t.Fatal(err)
 		}
 		w.wantState(rs, recourse.RecoveryReady)
@@ -601,7 +625,7 @@ func TestStartIsEnumerationSafe(t *testing.T) {
 		if fmt.Sprint(vu) != fmt.Sprint(vk) {
 			t.Fatalf("status differs before any code:\nunknown %+v\nknown   %+v", vu, vk)
 		}
-		if err := w.svc.SubmitChallengeCode(ctx, unknown.RequestID, unknown.BrowserSecret, "123456", meta()); recourse.ErrorCode(err) != recourse.EINVALID {
+		if _, err := w.svc.SubmitChallengeCode(ctx, unknown.RequestID, unknown.BrowserSecret, "123456", meta()); recourse.ErrorCode(err) != recourse.EINVALID {
 			t.Fatalf("code for an unknown identifier: %v", err)
 		}
 		after, _ := w.store.OutboxMessages(ctx, 1000)
@@ -674,10 +698,10 @@ func TestCompletionRaceAcrossInstances(t *testing.T) {
 	backends(t, func(t *testing.T, w *world) {
 		ctx := t.Context()
 		rs := w.start("d.chen", "password")
-		if err := w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, w.code("d.chen@example.com"), meta()); err != nil {
+		if _, err := w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, w.code("d.chen@example.com"), meta()); err != nil {
 			t.Fatal(err)
 		}
-		if err := w.svc.SubmitTOTP(ctx, rs.RequestID, rs.BrowserSecret, w.totp("d.chen"), meta()); err != nil {
+		if _, err := w.svc.SubmitTOTP(ctx, rs.RequestID, rs.BrowserSecret, w.totp("d.chen"), meta()); err != nil {
 			t.Fatal(err)
 		}
 		tok, err := w.svc.ContinueRecovery(ctx, rs.RequestID, rs.BrowserSecret, meta())
@@ -747,7 +771,7 @@ func TestResendCodes(t *testing.T) {
 		if len(cs) > 8 {
 			t.Fatalf("%d codes sent for one request, want at most 8", len(cs))
 		}
-		if err := w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, w.code("d.chen@example.com"), meta()); err != nil {
+		if _, err := w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, w.code("d.chen@example.com"), meta()); err != nil {
 			t.Fatalf("the newest code: %v", err)
 		}
 	})
@@ -1012,9 +1036,10 @@ func TestUnrevealedStepsLookAlike(t *testing.T) {
 		answers := func(rs *service.RecoveryStart) []string {
 			var out []string
 			add := func(err error) { out = append(out, recourse.ErrorCode(err)+": "+recourse.ErrorMessage(err)) }
-			add(w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, "123456", meta()))
-			add(w.svc.SubmitTOTP(ctx, rs.RequestID, rs.BrowserSecret, "123456", meta()))
-			add(w.svc.SubmitSavedRecoveryCode(ctx, rs.RequestID, rs.BrowserSecret, "abcd-efgh-jkmn-pqrs", meta()))
+			errOnly := func(_ *service.RecoveryView, err error) error { return err }
+			add(errOnly(w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, "123456", meta())))
+			add(errOnly(w.svc.SubmitTOTP(ctx, rs.RequestID, rs.BrowserSecret, "123456", meta())))
+			add(errOnly(w.svc.SubmitSavedRecoveryCode(ctx, rs.RequestID, rs.BrowserSecret, "abcd-efgh-jkmn-pqrs", meta())))
 			_, err := w.svc.ContinueRecovery(ctx, rs.RequestID, rs.BrowserSecret, meta())
 			add(err)
 			_, err = w.svc.CompleteRecovery(ctx, rs.RequestID, rs.BrowserSecret, "rct_"+strings.Repeat("a", 52), service.Completion{NewPassword: "x"}, meta())
@@ -1047,7 +1072,7 @@ func TestIdleRequestExpiresAndSecretsAreSwept(t *testing.T) {
 		}
 		w.clock.Add(r.ExpiresAt.Sub(w.clock.Now()))
 		// Past its expiry its code no longer works, before any sweep.
-		if err := w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, code, meta()); err == nil {
+		if _, err := w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, code, meta()); err == nil {
 			t.Fatal("a code worked on an expired request")
 		}
 		swept, err := w.svc.Sweep(ctx)

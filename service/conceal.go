@@ -50,27 +50,45 @@ func conceal(revealed bool, err error) error {
 
 // SubmitChallengeCode checks a code sent to one of the account's channels.
 // Each code allows five tries and every wrong code counts against the
-// account, atomically, whatever the resends.
-func (s *Service) SubmitChallengeCode(ctx context.Context, id, secret, code string, meta Meta) error {
+// account, atomically, whatever the resends. It returns the request's
+// status as the transaction that recorded the code left it (what
+// RecoveryStatus would answer, without reading the request again).
+func (s *Service) SubmitChallengeCode(ctx context.Context, id, secret, code string, meta Meta) (*RecoveryView, error) {
 	r, err := s.loadForBrowser(ctx, s.store, id, secret)
 	if errors.Is(err, recourse.ErrNotFound) {
-		return errWrongCode
+		return nil, errWrongCode
 	}
 	if err != nil {
-		return internal("read recovery", err)
+		return nil, internal("read recovery", err)
 	}
-	return conceal(s.revealedRequest(ctx, r), s.submitChallengeCode(ctx, r, code, meta))
+	var seen evidenceSeen
+	if err := s.submitChallengeCode(ctx, r, code, meta, &seen); err != nil {
+		// Whether it was revealed is asked only of a failure: a success
+		// reveals it. A failure records no evidence, so the answer is the
+		// one the request had before.
+		return nil, conceal(s.revealedRequest(ctx, r), err)
+	}
+	return s.statusAfter(ctx, id, secret, &seen)
 }
 
 // SubmitTOTP proves possession of a still-bound authenticator app. A code
-// is accepted once only.
-func (s *Service) SubmitTOTP(ctx context.Context, id, secret, code string, meta Meta) error {
-	return conceal(s.revealed(ctx, id, secret), s.submitTOTP(ctx, id, secret, code, meta))
+// is accepted once only. It returns the status as SubmitChallengeCode does.
+func (s *Service) SubmitTOTP(ctx context.Context, id, secret, code string, meta Meta) (*RecoveryView, error) {
+	var seen evidenceSeen
+	if err := s.submitTOTP(ctx, id, secret, code, meta, &seen); err != nil {
+		return nil, conceal(s.revealed(ctx, id, secret), err)
+	}
+	return s.statusAfter(ctx, id, secret, &seen)
 }
 
-// SubmitSavedRecoveryCode uses up one of the account's saved recovery codes.
-func (s *Service) SubmitSavedRecoveryCode(ctx context.Context, id, secret, code string, meta Meta) error {
-	return conceal(s.revealed(ctx, id, secret), s.submitSavedRecoveryCode(ctx, id, secret, code, meta))
+// SubmitSavedRecoveryCode uses up one of the account's saved recovery
+// codes. It returns the status as SubmitChallengeCode does.
+func (s *Service) SubmitSavedRecoveryCode(ctx context.Context, id, secret, code string, meta Meta) (*RecoveryView, error) {
+	var seen evidenceSeen
+	if err := s.submitSavedRecoveryCode(ctx, id, secret, code, meta, &seen); err != nil {
+		return nil, conceal(s.revealed(ctx, id, secret), err)
+	}
+	return s.statusAfter(ctx, id, secret, &seen)
 }
 
 // ContinueRecovery mints the single-use completion token for a ready

@@ -149,7 +149,7 @@ func (s *Service) ClaimRecovery(ctx context.Context, reference, code string, met
 	if len(r.BrowserHash) > 0 || !r.State.Open() {
 		return nil, errWrongCode
 	}
-	if err := s.checkChallenge(ctx, r, strings.ReplaceAll(strings.TrimSpace(code), " ", ""), meta); err != nil {
+	if err := s.checkChallenge(ctx, r, strings.ReplaceAll(strings.TrimSpace(code), " ", ""), meta, nil); err != nil {
 		return nil, err
 	}
 	secret := credential.NewToken(BrowserSecretPrefix)

@@ -538,6 +538,32 @@ func (s *Service) RecoveryStatus(ctx context.Context, id, secret string) (*Recov
 	if err != nil {
 		return nil, internal("read evidence", err)
 	}
+	return s.viewOf(ctx, r, ev, labels)
+}
+
+// evidenceSeen is what a transaction that recorded evidence saw last: the
+// request in its new state and all its evidence. The status the submitting
+// browser gets back is built from it (viewOf) instead of read again.
+type evidenceSeen struct {
+	r      *recourse.Recovery
+	ev     policy.Evidence
+	labels []string
+}
+
+// statusAfter is the status of request id for its browser right after a
+// submission that recorded evidence: from what the submission's
+// transaction saw, or read afresh when it saw none.
+func (s *Service) statusAfter(ctx context.Context, id, secret string, seen *evidenceSeen) (*RecoveryView, error) {
+	if seen.r == nil {
+		return s.RecoveryStatus(ctx, id, secret)
+	}
+	return s.viewOf(ctx, seen.r, seen.ev, seen.labels)
+}
+
+// viewOf is what the browser of r, which holds evidence ev (labelled
+// labels), may see.
+func (s *Service) viewOf(ctx context.Context, r *recourse.Recovery, ev policy.Evidence, labels []string) (*RecoveryView, error) {
+	view := &RecoveryView{ID: r.ID, State: recourse.RecoveryCollecting}
 	if len(labels) == 0 && r.Initiator == "self" {
 		return view, nil
 	}
@@ -590,12 +616,14 @@ func (s *Service) effectiveState(r *recourse.Recovery) recourse.RecoveryState {
 // Each code allows five tries and every wrong code counts against the
 // account, atomically, whatever the resends.
 // r is the request as its browser loaded it (SubmitChallengeCode).
-func (s *Service) submitChallengeCode(ctx context.Context, r *recourse.Recovery, code string, meta Meta) error {
+func (s *Service) submitChallengeCode(ctx context.Context, r *recourse.Recovery, code string, meta Meta, seen *evidenceSeen) error {
 	code = strings.ReplaceAll(strings.TrimSpace(code), " ", "")
-	return s.checkChallenge(ctx, r, code, meta)
+	return s.checkChallenge(ctx, r, code, meta, seen)
 }
 
-func (s *Service) checkChallenge(ctx context.Context, r *recourse.Recovery, code string, meta Meta) error {
+// checkChallenge checks a code for r; seen (nil: not wanted) receives what
+// the transaction that records the evidence saw.
+func (s *Service) checkChallenge(ctx context.Context, r *recourse.Recovery, code string, meta Meta, seen *evidenceSeen) error {
 	if s.effectiveState(r) != r.State || !r.State.Open() {
 		return errRecoveryClosed
 	}
@@ -638,7 +666,7 @@ func (s *Service) checkChallenge(ctx context.Context, r *recourse.Recovery, code
 			}
 			return nil // the attempt and the failure are kept
 		}
-		return s.recordEvidenceTx(ctx, tx, r.ID, meta, func(tx recourse.Tx, r *recourse.Recovery) error {
+		return s.recordEvidenceTx(ctx, tx, r.ID, meta, seen, func(tx recourse.Tx, r *recourse.Recovery) error {
 			ok, err := tx.UseChallenge(ctx, match.ID, now)
 			if err != nil {
 				return err
@@ -665,7 +693,7 @@ func (s *Service) checkChallenge(ctx context.Context, r *recourse.Recovery, code
 
 // submitTOTP proves possession of a still-bound authenticator app. A code
 // is accepted once only.
-func (s *Service) submitTOTP(ctx context.Context, id, secret, code string, meta Meta) error {
+func (s *Service) submitTOTP(ctx context.Context, id, secret, code string, meta Meta, seen *evidenceSeen) error {
 	r, err := s.loadForBrowser(ctx, s.store, id, secret)
 	if errors.Is(err, recourse.ErrNotFound) {
 		return errWrongCode
@@ -693,7 +721,7 @@ func (s *Service) submitTOTP(ctx context.Context, id, secret, code string, meta 
 		}
 		return errWrongCode
 	}
-	return s.recordEvidence(ctx, r.ID, meta, func(tx recourse.Tx, r *recourse.Recovery) error {
+	return s.recordEvidence(ctx, r.ID, meta, seen, func(tx recourse.Tx, r *recourse.Recovery) error {
 		if err := s.event(ctx, tx, au, recourse.AuthEventUsed, meta); err != nil {
 			return err
 		}
@@ -702,7 +730,7 @@ func (s *Service) submitTOTP(ctx context.Context, id, secret, code string, meta 
 }
 
 // submitSavedRecoveryCode uses up one of the account's saved recovery codes.
-func (s *Service) submitSavedRecoveryCode(ctx context.Context, id, secret, code string, meta Meta) error {
+func (s *Service) submitSavedRecoveryCode(ctx context.Context, id, secret, code string, meta Meta, seen *evidenceSeen) error {
 	r, err := s.loadForBrowser(ctx, s.store, id, secret)
 	if errors.Is(err, recourse.ErrNotFound) {
 		return errWrongCode
@@ -717,7 +745,7 @@ func (s *Service) submitSavedRecoveryCode(ctx context.Context, id, secret, code 
 	if !ok {
 		return errWrongCode
 	}
-	err = s.recordEvidence(ctx, r.ID, meta, func(tx recourse.Tx, r *recourse.Recovery) error {
+	err = s.recordEvidence(ctx, r.ID, meta, seen, func(tx recourse.Tx, r *recourse.Recovery) error {
 		setID, err := tx.UseRecoveryCode(ctx, r.AccountID, s.hasher.Sum("recovery-code", norm), s.now())
 		if err != nil {
 			return err
@@ -742,8 +770,8 @@ func (s *Service) submitSavedRecoveryCode(ctx context.Context, id, secret, code 
 
 // recordEvidence adds evidence in one transaction with the state change it
 // causes and its audit event.
-func (s *Service) recordEvidence(ctx context.Context, id string, meta Meta, add func(tx recourse.Tx, r *recourse.Recovery) error, label string) error {
-	err := s.store.InTx(ctx, func(tx recourse.Tx) error { return s.recordEvidenceTx(ctx, tx, id, meta, add, label) })
+func (s *Service) recordEvidence(ctx context.Context, id string, meta Meta, seen *evidenceSeen, add func(tx recourse.Tx, r *recourse.Recovery) error, label string) error {
+	err := s.store.InTx(ctx, func(tx recourse.Tx) error { return s.recordEvidenceTx(ctx, tx, id, meta, seen, add, label) })
 	if err != nil && recourse.ErrorCode(err) == recourse.EINTERNAL {
 		return internal("record evidence", err)
 	}
@@ -751,7 +779,11 @@ func (s *Service) recordEvidence(ctx context.Context, id string, meta Meta, add 
 }
 
 // recordEvidenceTx is recordEvidence inside the caller's transaction.
-func (s *Service) recordEvidenceTx(ctx context.Context, tx recourse.Tx, id string, meta Meta, add func(tx recourse.Tx, r *recourse.Recovery) error, label string) error {
+// seen (nil: not wanted) receives what the transaction saw last.
+func (s *Service) recordEvidenceTx(ctx context.Context, tx recourse.Tx, id string, meta Meta, seen *evidenceSeen, add func(tx recourse.Tx, r *recourse.Recovery) error, label string) error {
+	if seen != nil {
+		*seen = evidenceSeen{} // a transaction run again starts afresh
+	}
 	r, err := tx.Recovery(ctx, id)
 	if err != nil {
 		return err
@@ -767,7 +799,7 @@ func (s *Service) recordEvidenceTx(ctx context.Context, tx recourse.Tx, id strin
 		Attributes: map[string]string{"request": r.ID}}, meta); err != nil {
 		return err
 	}
-	return s.advance(ctx, tx, r, meta)
+	return s.advanceSeen(ctx, tx, r, meta, seen)
 }
 
 // ResendRecoveryCodes sends fresh codes to the channels of a request that
@@ -873,6 +905,13 @@ func (s *Service) AdvanceRecovery(ctx context.Context, id string) error {
 // advance moves r as far as its evidence, votes and the clock allow, within
 // tx, writing an audit event and notices for each transition.
 func (s *Service) advance(ctx context.Context, tx recourse.Tx, r *recourse.Recovery, meta Meta) error {
+	return s.advanceSeen(ctx, tx, r, meta, nil)
+}
+
+// advanceSeen is advance; seen (nil: not wanted) receives the request, in
+// the state advance leaves it in, and its evidence. It stays empty when
+// advance returns before reading the evidence (a closed or expired request).
+func (s *Service) advanceSeen(ctx context.Context, tx recourse.Tx, r *recourse.Recovery, meta Meta, seen *evidenceSeen) error {
 	if !r.State.Open() {
 		return nil
 	}
@@ -885,9 +924,12 @@ func (s *Service) advance(ctx context.Context, tx recourse.Tx, r *recourse.Recov
 	if err != nil {
 		return err
 	}
-	ev, _, err := s.evidenceOf(ctx, tx, r)
+	ev, labels, err := s.evidenceOf(ctx, tx, r)
 	if err != nil {
 		return err
+	}
+	if seen != nil {
+		*seen = evidenceSeen{r: r, ev: ev, labels: labels} // transition below changes r in place
 	}
 	switch r.State {
 	case recourse.RecoveryCollecting, recourse.RecoveryAwaitingApproval:

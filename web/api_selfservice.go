@@ -47,11 +47,14 @@ func (s *Server) apiSelfStart(c *apiCall) (*apiReply, error) {
 }
 
 func (s *Server) selfStatus(c *apiCall) (*apiReply, error) {
-	id := c.r.PathValue("id")
-	v, err := s.svc.RecoveryStatus(c.ctx, id, c.r.Header.Get(recoverySecretHeader))
+	v, err := s.svc.RecoveryStatus(c.ctx, c.r.PathValue("id"), c.r.Header.Get(recoverySecretHeader))
 	if err != nil {
 		return nil, err
 	}
+	return statusReply(v)
+}
+
+func statusReply(v *service.RecoveryView) (*apiReply, error) {
 	out := apiv1.RecoveryStatus{ID: v.ID, Revealed: v.Revealed, State: string(v.State), Action: v.Action, Tier: v.Tier, Outcome: v.Outcome,
 		Requirement: v.Requirement, Missing: nonNil(v.Missing), Evidence: nonNil(v.Evidence), Approvals: v.Approvals,
 		CoolingUntil: v.CoolingUntil, CanTOTP: v.CanTOTP, CanRecoveryCode: v.CanRecoveryCode, CanContinue: v.CanContinue}
@@ -78,28 +81,34 @@ func (s *Server) apiSelfClaim(c *apiCall) (*apiReply, error) {
 	return handleReply(http.StatusOK, rs)
 }
 
-// selfEvidence submits a code with submit and answers the new status.
-func (s *Server) selfEvidence(c *apiCall, submit func(id, secret, code string) error) (*apiReply, error) {
+// selfEvidence answers a submission with the request's status as the
+// submission left it.
+func (s *Server) selfEvidence(c *apiCall, submit func(id, secret, code string) (*service.RecoveryView, error)) (*apiReply, error) {
 	var in apiv1.CodeRequest
 	if err := decodeAPIBody(c.body, &in, true); err != nil {
 		return nil, err
 	}
-	if err := submit(c.r.PathValue("id"), c.r.Header.Get(recoverySecretHeader), in.Code); err != nil {
+	v, err := submit(c.r.PathValue("id"), c.r.Header.Get(recoverySecretHeader), in.Code)
+	if err != nil {
 		return nil, err
 	}
-	return s.selfStatus(c)
+	return statusReply(v)
 }
 
 func (s *Server) apiSelfCode(c *apiCall) (*apiReply, error) {
-	return s.selfEvidence(c, func(id, secret, code string) error { return s.svc.SubmitChallengeCode(c.ctx, id, secret, code, c.meta) })
+	return s.selfEvidence(c, func(id, secret, code string) (*service.RecoveryView, error) {
+		return s.svc.SubmitChallengeCode(c.ctx, id, secret, code, c.meta)
+	})
 }
 
 func (s *Server) apiSelfTOTP(c *apiCall) (*apiReply, error) {
-	return s.selfEvidence(c, func(id, secret, code string) error { return s.svc.SubmitTOTP(c.ctx, id, secret, code, c.meta) })
+	return s.selfEvidence(c, func(id, secret, code string) (*service.RecoveryView, error) {
+		return s.svc.SubmitTOTP(c.ctx, id, secret, code, c.meta)
+	})
 }
 
 func (s *Server) apiSelfSavedCode(c *apiCall) (*apiReply, error) {
-	return s.selfEvidence(c, func(id, secret, code string) error {
+	return s.selfEvidence(c, func(id, secret, code string) (*service.RecoveryView, error) {
 		return s.svc.SubmitSavedRecoveryCode(c.ctx, id, secret, code, c.meta)
 	})
 }

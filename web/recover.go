@@ -266,19 +266,22 @@ func (s *Server) evidenceStep(w http.ResponseWriter, r *http.Request, field stri
 
 func (s *Server) requestCode(w http.ResponseWriter, r *http.Request) {
 	s.evidenceStep(w, r, "code", func(id, secret, code string, meta service.Meta) error {
-		return s.svc.SubmitChallengeCode(r.Context(), id, secret, code, meta)
+		_, err := s.svc.SubmitChallengeCode(r.Context(), id, secret, code, meta)
+		return err
 	})
 }
 
 func (s *Server) requestTOTP(w http.ResponseWriter, r *http.Request) {
 	s.evidenceStep(w, r, "totp", func(id, secret, code string, meta service.Meta) error {
-		return s.svc.SubmitTOTP(r.Context(), id, secret, code, meta)
+		_, err := s.svc.SubmitTOTP(r.Context(), id, secret, code, meta)
+		return err
 	})
 }
 
 func (s *Server) requestSavedCode(w http.ResponseWriter, r *http.Request) {
 	s.evidenceStep(w, r, "rcode", func(id, secret, code string, meta service.Meta) error {
-		return s.svc.SubmitSavedRecoveryCode(r.Context(), id, secret, code, meta)
+		_, err := s.svc.SubmitSavedRecoveryCode(r.Context(), id, secret, code, meta)
+		return err
 	})
 }
 
