@@ -67,7 +67,7 @@ type writer struct {
 	batch *writeBatch
 	since time.Time // when the turn began
 	// fileJournal: the connection journals to a temporary file (for a
-	// large transaction) rather than in memory (journalInMemory).
+	// large transaction) rather than in memory (journalMode).
 	fileJournal bool
 
 	turns, commits, failed, busyNs, waitNs atomic.Uint64
@@ -232,39 +232,30 @@ func (w *writer) begin(ctx context.Context, large bool) error {
 		w.commit() // its writers get the COMMIT's outcome; this work is not in it
 	}
 	if w.batch == nil {
-		if err := w.beginBatch(large); err != nil {
+		if large != w.fileJournal {
+			mode := journalInMemory
+			if large {
+				mode = journalInFile
+			}
+			if err := w.exec(mode); err != nil {
+				return err
+			}
+			w.fileJournal = large
+		}
+		if err := w.exec("BEGIN IMMEDIATE"); err != nil {
 			if errors.Is(err, driver.ErrBadConn) {
 				w.conn.Close()
 				w.conn = nil
 			}
 			return err
 		}
+		w.batch = &writeBatch{began: time.Now(), large: large}
 	}
 	if err := w.exec("SAVEPOINT " + savepoint); err != nil {
 		w.abort(err)
 		return err
 	}
 	w.batch.parts++
-	return nil
-}
-
-// beginBatch opens the SQLite transaction of a new batch, its journal in
-// a file for a large writer and in memory otherwise.
-func (w *writer) beginBatch(large bool) error {
-	if large != w.fileJournal {
-		mode := journalInMemory
-		if large {
-			mode = journalInFile
-		}
-		if err := w.exec(mode); err != nil {
-			return err
-		}
-		w.fileJournal = large
-	}
-	if err := w.exec("BEGIN IMMEDIATE"); err != nil {
-		return err
-	}
-	w.batch = &writeBatch{began: time.Now(), large: large}
 	return nil
 }
 
