@@ -30,8 +30,7 @@ func (s *Service) ImportAccounts(ctx context.Context, accounts []*recourse.Accou
 		batch[a.ID] = a
 	}
 	now := s.now()
-	// An import is one transaction of many rows (recourse.LargeWrite).
-	err := s.store.InTx(recourse.LargeWrite(ctx), func(tx recourse.Tx) error {
+	err := s.store.InTx(ctx, func(tx recourse.Tx) error {
 		res = ImportResult{}
 		for _, a := range accounts {
 			if err := checkReferences(ctx, tx, a, batch); err != nil {

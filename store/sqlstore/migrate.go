@@ -1,8 +1,6 @@
 package sqlstore
 
 import (
-	"github.com/recourse/recourse"
-
 	"context"
 	"database/sql"
 	"fmt"
@@ -118,7 +116,7 @@ func Migrate(ctx context.Context, db *sql.DB, d Dialect, now time.Time) ([]int, 
 	var applied []int
 	for _, m := range ms[current:] {
 		err := func() error {
-			tx, err := conn.BeginTx(recourse.LargeWrite(ctx), nil) // a migration may change every row
+			tx, err := conn.BeginTx(ctx, nil)
 			if err != nil {
 				return err
 			}
