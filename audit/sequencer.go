@@ -191,7 +191,6 @@ func (s *Sequencer) Sequence(ctx context.Context) (int, error) {
 	}
 	var n int
 	var size, last int64
-	var looked bool
 	err := s.store.InTx(ctx, func(tx recourse.Tx) error {
 		n, size = 0, 0
 		ok, err := tx.LockAuditSequencer(ctx)
@@ -204,10 +203,8 @@ func (s *Sequencer) Sequence(ctx context.Context) (int, error) {
 		}
 		recs, err := tx.UnsequencedAuditEvents(ctx, after, s.batch)
 		if err != nil || len(recs) == 0 {
-			looked = err == nil
 			return err
 		}
-		looked = true
 		last = recs[len(recs)-1].Row
 		hashes, err := loadFrontier(ctx, tx, old, len(recs))
 		if err != nil {
@@ -268,8 +265,8 @@ func (s *Sequencer) Sequence(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("sequence audit events: %w", err)
 	}
-	if full && looked {
-		s.fullScan.Store(time.Now().UnixNano())
+	if full {
+		s.fullScan.Store(time.Now().UnixNano()) // or another replica's round did, holding the lock
 	}
 	if n > 0 {
 		s.sequenced.Add(int64(n))

@@ -246,15 +246,8 @@ func (w *world) status(rs *service.RecoveryStart) *service.RecoveryView {
 	return v
 }
 
-// submitted checks the status a submission answered against the one
+// sameStatus checks the status a submission answered against the one
 // RecoveryStatus reads afresh: they must be the same.
-func (w *world) submitted(rs *service.RecoveryStart) func(*service.RecoveryView, error) *service.RecoveryView {
-	return func(v *service.RecoveryView, err error) *service.RecoveryView {
-		w.t.Helper()
-		return w.sameStatus(rs, v, err)
-	}
-}
-
 func (w *world) sameStatus(rs *service.RecoveryStart, v *service.RecoveryView, err error) *service.RecoveryView {
 	w.t.Helper()
 	if err != nil {
@@ -305,8 +298,10 @@ func (w *world) readyByCodeAndApp(username, lost string) (*service.RecoveryStart
 	w.t.Helper()
 	ctx := w.t.Context()
 	rs := w.start(username, lost)
-	w.submitted(rs)(w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, w.code(username+"@example.com"), meta()))
-	if v := w.submitted(rs)(w.svc.SubmitTOTP(ctx, rs.RequestID, rs.BrowserSecret, w.totp(username), meta())); v.State != recourse.RecoveryReady || !v.CanContinue {
+	v, err := w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, w.code(username+"@example.com"), meta())
+	w.sameStatus(rs, v, err)
+	v, err = w.svc.SubmitTOTP(ctx, rs.RequestID, rs.BrowserSecret, w.totp(username), meta())
+	if w.sameStatus(rs, v, err); v.State != recourse.RecoveryReady || !v.CanContinue {
 		w.t.Fatalf("after the code and the app: %+v, want ready", v)
 	}
 	tok, err := w.svc.ContinueRecovery(ctx, rs.RequestID, rs.BrowserSecret, meta())
@@ -383,7 +378,8 @@ func errOf(code string) error { return recourse.Errorf(code, "") }
 func toCoolingOff(t *testing.T, w *world) *service.RecoveryStart {
 	ctx := t.Context()
 	rs := w.start("d.chen", "device")
-	if v := w.submitted(rs)(w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, w.code("d.chen@example.com"), meta())); v.State != recourse.RecoveryAwaitingApproval {
+	v, err := w.svc.SubmitChallengeCode(ctx, rs.RequestID, rs.BrowserSecret, w.code("d.chen@example.com"), meta())
+	if w.sameStatus(rs, v, err); v.State != recourse.RecoveryAwaitingApproval {
 		t.Fatalf("after the code: %s, want awaiting approval", v.State)
 	}
 	if w.mail("m.okafor@example.com", "Your approval is needed") == nil {
@@ -404,7 +400,7 @@ func toCoolingOff(t *testing.T, w *world) *service.RecoveryStart {
 	if err := w.svc.Vote(ctx, mgr, rs.RequestID, "approve", "", meta()); err == nil {
 		t.Fatal("a second vote by the same person was accepted")
 	}
-	v := w.status(rs)
+	v = w.status(rs)
 	if v.State != recourse.RecoveryCoolingOff || v.CoolingUntil == nil || v.CoolingUntil.Sub(w.clock.Now()) != 24*time.Hour {
 		t.Fatalf("after approval: %+v", v)
 	}

@@ -482,7 +482,7 @@ func TestRollbackInSharedBatchLeavesNoTrace(t *testing.T) {
 		}
 	}
 	for round := range 200 {
-		// a holds the writer; b and c queue; b updates many rows then fails.
+		// a holds the writer; b and c queue; b changes many rows, then fails.
 		a, err := db.BeginTx(ctx, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -490,49 +490,10 @@ func TestRollbackInSharedBatchLeavesNoTrace(t *testing.T) {
 		if _, err := a.ExecContext(ctx, `UPDATE acc SET pad = pad || 'a' WHERE id % 97 = $1`, round%97); err != nil {
 			t.Fatal(err)
 		}
-		bDone := make(chan error, 1)
-		go func() {
-			tx, err := db.BeginTx(ctx, nil)
-			if err != nil {
-				bDone <- err
-				return
-			}
-			for k := range 20 {
-				id := (round*31 + k*101) % 2000
-				if _, err := tx.ExecContext(ctx, `UPDATE acc SET status = 'replaced' WHERE id = $1`, id); err != nil {
-					tx.Rollback()
-					bDone <- err
-					return
-				}
-				if _, err := tx.ExecContext(ctx, `INSERT INTO acc (id, status, pad) VALUES ($1, 'new', 'x')`, 100000+round*100+k); err != nil {
-					tx.Rollback()
-					bDone <- err
-					return
-				}
-			}
-			// fail: a duplicate key, then roll back
-			_, err = tx.ExecContext(ctx, `INSERT INTO acc (id, status, pad) VALUES (1, 'dup', 'x')`)
-			if err == nil {
-				bDone <- fmt.Errorf("no conflict")
-				return
-			}
-			bDone <- tx.Rollback()
-		}()
+		bDone, cDone := make(chan error, 1), make(chan error, 1)
+		go func() { bDone <- rolledBackWriter(ctx, db, round) }()
 		waitQueued(t, w, 1)
-		cDone := make(chan error, 1)
-		go func() {
-			tx, err := db.BeginTx(ctx, nil)
-			if err != nil {
-				cDone <- err
-				return
-			}
-			if _, err := tx.ExecContext(ctx, `UPDATE acc SET pad = pad || 'c' WHERE id % 89 = $1`, round%89); err != nil {
-				tx.Rollback()
-				cDone <- err
-				return
-			}
-			cDone <- tx.Commit()
-		}()
+		go insertTx(ctx, db, fmt.Sprint("c", round), nil, true, cDone)
 		waitQueued(t, w, 2)
 		if err := a.Commit(); err != nil {
 			t.Fatal(err)
@@ -551,4 +512,26 @@ func TestRollbackInSharedBatchLeavesNoTrace(t *testing.T) {
 			t.Fatalf("round %d: %d rows of the rolled-back writer survive", round, n)
 		}
 	}
+}
+
+// rolledBackWriter changes rows on many pages of acc, then hits a
+// duplicate key and rolls back.
+func rolledBackWriter(ctx context.Context, db *sql.DB, round int) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for k := range 20 {
+		if _, err := tx.ExecContext(ctx, `UPDATE acc SET status = 'replaced' WHERE id = $1`, (round*31+k*101)%2000); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO acc (id, status, pad) VALUES ($1, 'new', 'x')`, 100000+round*100+k); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO acc (id, status, pad) VALUES (1, 'dup', 'x')`); err == nil {
+		return errors.New("no conflict")
+	}
+	return tx.Rollback()
 }
