@@ -266,7 +266,9 @@ func (s *Sequencer) Sequence(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("sequence audit events: %w", err)
 	}
 	if full {
-		s.fullScan.Store(time.Now().UnixNano()) // or another replica's round did, holding the lock
+		// Also when another replica held the lock: it makes full looks
+		// of its own, and this one's next is a second away.
+		s.fullScan.Store(time.Now().UnixNano())
 	}
 	if n > 0 {
 		s.sequenced.Add(int64(n))
