@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/recourse/recourse"
 )
@@ -31,58 +32,66 @@ func (s *Service) ImportAccounts(ctx context.Context, accounts []*recourse.Accou
 	}
 	now := s.now()
 	err := s.store.InTx(ctx, func(tx recourse.Tx) error {
-		res = ImportResult{}
-		for _, a := range accounts {
-			if err := checkReferences(ctx, tx, a, batch); err != nil {
-				return err
-			}
-		}
-		for _, in := range accounts {
-			old, err := tx.Account(ctx, in.ID)
-			switch {
-			case errors.Is(err, recourse.ErrNotFound):
-				a := *in
-				a.CreatedAt, a.UpdatedAt = now, now
-				if err := tx.CreateAccount(ctx, &a); err != nil {
-					if errors.Is(err, recourse.ErrConflict) {
-						return recourse.Errorf(recourse.ECONFLICT, "account %q: the username %q is taken by another account", in.ID, in.Username)
-					}
-					return err
-				}
-				if err := s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionAccountCreate, Outcome: recourse.OutcomeSuccess,
-					SubjectID: a.ID, After: accountAttrs(&a), Attributes: map[string]string{"source": "import"}}, meta); err != nil {
-					return err
-				}
-				res.Created++
-			case err != nil:
-				return err
-			default:
-				a := *in
-				a.CreatedAt, a.UpdatedAt, a.Version = old.CreatedAt, now, old.Version
-				a.FailedSignIns, a.LockedAt = old.FailedSignIns, old.LockedAt
-				if err := tx.UpdateAccount(ctx, &a); err != nil {
-					if errors.Is(err, recourse.ErrConflict) {
-						return recourse.Errorf(recourse.ECONFLICT, "account %q changed during the import or its username is taken; retry", in.ID)
-					}
-					return err
-				}
-				fresh, err := tx.Account(ctx, a.ID)
-				if err != nil {
-					return err
-				}
-				if before, after := diff(accountAttrs(old), accountAttrs(fresh)); len(after) > 0 {
-					if err := s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionAccountUpdate, Outcome: recourse.OutcomeSuccess,
-						SubjectID: a.ID, Before: before, After: after, Attributes: map[string]string{"source": "import"}}, meta); err != nil {
-						return err
-					}
-				}
-				res.Updated++
-			}
-		}
-		return nil
+		var err error
+		res, err = s.importAccountsTx(ctx, tx, accounts, batch, now, meta)
+		return err
 	})
 	if err != nil {
 		return ImportResult{}, internal("import accounts", err)
+	}
+	return res, nil
+}
+
+// importAccountsTx is ImportAccounts' work inside the caller's transaction;
+// batch maps the accounts by id so references inside the batch resolve.
+func (s *Service) importAccountsTx(ctx context.Context, tx recourse.Tx, accounts []*recourse.Account, batch map[string]*recourse.Account, now time.Time, meta Meta) (ImportResult, error) {
+	var res ImportResult
+	for _, a := range accounts {
+		if err := checkReferences(ctx, tx, a, batch); err != nil {
+			return res, err
+		}
+	}
+	for _, in := range accounts {
+		old, err := tx.Account(ctx, in.ID)
+		switch {
+		case errors.Is(err, recourse.ErrNotFound):
+			a := *in
+			a.CreatedAt, a.UpdatedAt = now, now
+			if err := tx.CreateAccount(ctx, &a); err != nil {
+				if errors.Is(err, recourse.ErrConflict) {
+					return res, recourse.Errorf(recourse.ECONFLICT, "account %q: the username %q is taken by another account", in.ID, in.Username)
+				}
+				return res, err
+			}
+			if err := s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionAccountCreate, Outcome: recourse.OutcomeSuccess,
+				SubjectID: a.ID, After: accountAttrs(&a), Attributes: map[string]string{"source": "import"}}, meta); err != nil {
+				return res, err
+			}
+			res.Created++
+		case err != nil:
+			return res, err
+		default:
+			a := *in
+			a.CreatedAt, a.UpdatedAt, a.Version = old.CreatedAt, now, old.Version
+			a.FailedSignIns, a.LockedAt = old.FailedSignIns, old.LockedAt
+			if err := tx.UpdateAccount(ctx, &a); err != nil {
+				if errors.Is(err, recourse.ErrConflict) {
+					return res, recourse.Errorf(recourse.ECONFLICT, "account %q changed during the import or its username is taken; retry", in.ID)
+				}
+				return res, err
+			}
+			fresh, err := tx.Account(ctx, a.ID)
+			if err != nil {
+				return res, err
+			}
+			if before, after := diff(accountAttrs(old), accountAttrs(fresh)); len(after) > 0 {
+				if err := s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionAccountUpdate, Outcome: recourse.OutcomeSuccess,
+					SubjectID: a.ID, Before: before, After: after, Attributes: map[string]string{"source": "import"}}, meta); err != nil {
+					return res, err
+				}
+			}
+			res.Updated++
+		}
 	}
 	return res, nil
 }
@@ -187,43 +196,50 @@ func (s *Service) SetPassword(ctx context.Context, accountID, password string, m
 	}
 	now := s.now()
 	return internal("set password", s.store.InTx(ctx, func(tx recourse.Tx) error {
-		auths, err := tx.Authenticators(ctx, a.ID)
-		if err != nil {
-			return err
-		}
-		// The audit log names the password authenticators, never the hash.
-		before := map[string]string{"password_authenticator": ""}
-		for _, au := range auths {
-			if au.Kind == recourse.AuthPassword && au.Status == recourse.AuthActive {
-				before["password_authenticator"] = au.ID
-				au.Status, au.RevokedAt = recourse.AuthReplaced, &now
-				if err := tx.UpdateAuthenticator(ctx, au); err != nil {
-					return err
-				}
-				if err := s.event(ctx, tx, au, recourse.AuthEventReplaced, meta); err != nil {
-					return err
-				}
+		return s.setPasswordTx(ctx, tx, a, hash, now, meta)
+	}))
+}
+
+// setPasswordTx replaces a's active passwords with hash inside the caller's
+// transaction, audits it, and notifies the holder unless it is a first
+// password.
+func (s *Service) setPasswordTx(ctx context.Context, tx recourse.Tx, a *recourse.Account, hash string, now time.Time, meta Meta) error {
+	auths, err := tx.Authenticators(ctx, a.ID)
+	if err != nil {
+		return err
+	}
+	// The audit log names the password authenticators, never the hash.
+	before := map[string]string{"password_authenticator": ""}
+	for _, au := range auths {
+		if au.Kind == recourse.AuthPassword && au.Status == recourse.AuthActive {
+			before["password_authenticator"] = au.ID
+			au.Status, au.RevokedAt = recourse.AuthReplaced, &now
+			if err := tx.UpdateAuthenticator(ctx, au); err != nil {
+				return err
+			}
+			if err := s.event(ctx, tx, au, recourse.AuthEventReplaced, meta); err != nil {
+				return err
 			}
 		}
-		pw := &recourse.Authenticator{AccountID: a.ID, Kind: recourse.AuthPassword, Status: recourse.AuthActive, Name: "Password",
-			Secret: []byte(hash), CreatedAt: now}
-		if err := tx.CreateAuthenticator(ctx, pw); err != nil {
-			return err
-		}
-		if err := s.event(ctx, tx, pw, recourse.AuthEventBound, meta); err != nil {
-			return err
-		}
-		if err := s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionPasswordSet, Outcome: recourse.OutcomeSuccess,
-			SubjectID: a.ID, Before: before, After: map[string]string{"password_authenticator": pw.ID}}, meta); err != nil {
-			return err
-		}
-		if before["password_authenticator"] == "" {
-			return nil // a first password: nothing the holder had changed
-		}
-		return s.notifyAccount(ctx, tx, a, "Your password was reset", []string{
-			"An administrator set a new password for your account.",
-		}, meta)
-	}))
+	}
+	pw := &recourse.Authenticator{AccountID: a.ID, Kind: recourse.AuthPassword, Status: recourse.AuthActive, Name: "Password",
+		Secret: []byte(hash), CreatedAt: now}
+	if err := tx.CreateAuthenticator(ctx, pw); err != nil {
+		return err
+	}
+	if err := s.event(ctx, tx, pw, recourse.AuthEventBound, meta); err != nil {
+		return err
+	}
+	if err := s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionPasswordSet, Outcome: recourse.OutcomeSuccess,
+		SubjectID: a.ID, Before: before, After: map[string]string{"password_authenticator": pw.ID}}, meta); err != nil {
+		return err
+	}
+	if before["password_authenticator"] == "" {
+		return nil // a first password: nothing the holder had changed
+	}
+	return s.notifyAccount(ctx, tx, a, "Your password was reset", []string{
+		"An administrator set a new password for your account.",
+	}, meta)
 }
 
 // UnlockAccount clears a sign-in lock-out (an administrator's action).

@@ -65,7 +65,9 @@ func demoOrg(now time.Time) []demoSeed {
 
 // SeedDemo creates the demo organisation if the directory is empty; either
 // way it returns the demo users. Each person gets DemoPassword and a TOTP
-// authenticator.
+// authenticator. The organisation is created in one transaction, so a
+// process killed while seeding leaves an empty directory that the next start
+// seeds again, never a half-seeded one that it would take as done.
 func (s *Service) SeedDemo(ctx context.Context) ([]DemoUser, error) {
 	now := s.now()
 	org := demoOrg(now)
@@ -74,42 +76,81 @@ func (s *Service) SeedDemo(ctx context.Context) ([]DemoUser, error) {
 		return nil, internal("seed demo", err)
 	}
 	if len(existing) == 0 {
-		var accts []*recourse.Account
-		for _, d := range org {
-			accts = append(accts, d.acct)
-		}
-		if _, err := s.ImportAccounts(ctx, accts, systemMeta); err != nil {
+		if err := s.seedDemo(ctx, org, now); err != nil {
 			return nil, err
-		}
-		for _, d := range org {
-			if d.acct.Kind != recourse.KindHuman {
-				continue
-			}
-			if err := s.SetPassword(ctx, d.acct.ID, DemoPassword, systemMeta); err != nil {
-				return nil, err
-			}
-			key, err := credential.NewTOTPKey(s.cfg.Issuer, d.acct.Username)
-			if err != nil {
-				return nil, internal("seed demo", err)
-			}
-			au := &recourse.Authenticator{ID: recourse.NewID("au_"), AccountID: d.acct.ID, Kind: recourse.AuthTOTP, Status: recourse.AuthActive,
-				Name: "Demo authenticator app", CreatedAt: now}
-			au.Secret = s.sealer.Seal([]byte(key.Secret), []byte(au.ID))
-			if err := s.store.InTx(ctx, func(tx recourse.Tx) error {
-				if err := tx.CreateAuthenticator(ctx, au); err != nil {
-					return err
-				}
-				if err := s.event(ctx, tx, au, recourse.AuthEventBound, systemMeta); err != nil {
-					return err
-				}
-				return s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionAuthenticatorBind, Outcome: recourse.OutcomeSuccess,
-					SubjectID: au.AccountID, After: authenticatorAttrs(au), Reason: "demo seed"}, systemMeta)
-			}); err != nil {
-				return nil, internal("seed demo", err)
-			}
 		}
 	}
 	return s.DemoUsers(ctx)
+}
+
+func (s *Service) seedDemo(ctx context.Context, org []demoSeed, now time.Time) error {
+	var accts []*recourse.Account
+	batch := map[string]*recourse.Account{}
+	for _, d := range org {
+		if err := d.acct.Validate(); err != nil {
+			return err
+		}
+		accts = append(accts, d.acct)
+		batch[d.acct.ID] = d.acct
+	}
+	// The slow work (hashing, key generation) happens before the transaction.
+	type credentials struct {
+		hash string
+		totp *recourse.Authenticator
+	}
+	creds := map[string]credentials{}
+	for _, d := range org {
+		if d.acct.Kind != recourse.KindHuman {
+			continue
+		}
+		if err := s.cfg.PasswordRules.Check(DemoPassword, passwordContext(d.acct)...); err != nil {
+			return err
+		}
+		hash, err := hashPassword(DemoPassword, s.cfg.PasswordParams)
+		if err != nil {
+			return err
+		}
+		key, err := credential.NewTOTPKey(s.cfg.Issuer, d.acct.Username)
+		if err != nil {
+			return internal("seed demo", err)
+		}
+		au := &recourse.Authenticator{ID: recourse.NewID("au_"), AccountID: d.acct.ID, Kind: recourse.AuthTOTP, Status: recourse.AuthActive,
+			Name: "Demo authenticator app", CreatedAt: now}
+		au.Secret = s.sealer.Seal([]byte(key.Secret), []byte(au.ID))
+		creds[d.acct.ID] = credentials{hash, au}
+	}
+	err := s.store.InTx(ctx, func(tx recourse.Tx) error {
+		// Another process may have seeded since the directory was read.
+		if _, err := tx.Account(ctx, org[0].acct.ID); err == nil {
+			return nil
+		} else if !errors.Is(err, recourse.ErrNotFound) {
+			return err
+		}
+		if _, err := s.importAccountsTx(ctx, tx, accts, batch, now, systemMeta); err != nil {
+			return err
+		}
+		for _, d := range org {
+			c, ok := creds[d.acct.ID]
+			if !ok {
+				continue
+			}
+			if err := s.setPasswordTx(ctx, tx, d.acct, c.hash, now, systemMeta); err != nil {
+				return err
+			}
+			if err := tx.CreateAuthenticator(ctx, c.totp); err != nil {
+				return err
+			}
+			if err := s.event(ctx, tx, c.totp, recourse.AuthEventBound, systemMeta); err != nil {
+				return err
+			}
+			if err := s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionAuthenticatorBind, Outcome: recourse.OutcomeSuccess,
+				SubjectID: c.totp.AccountID, After: authenticatorAttrs(c.totp), Reason: "demo seed"}, systemMeta); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return internal("seed demo", err)
 }
 
 // DemoUsers lists the demo accounts that exist, with their TOTP secrets.
