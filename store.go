@@ -19,6 +19,25 @@ type Store interface {
 	Close() error
 }
 
+// LargeWrite marks ctx for an InTx whose transaction changes many rows in
+// many statements: an audit sequencer round, an import. A store may run it
+// apart from other writers, in a way that suits large transactions (the
+// SQLite store's group commit keeps small transactions' undo journal in
+// memory, which costs a large one time quadratic in its size,
+// docs/architecture.md). Unmarked large transactions are correct, only
+// slower.
+func LargeWrite(ctx context.Context) context.Context {
+	return context.WithValue(ctx, largeWriteKey{}, true)
+}
+
+// IsLargeWrite reports whether ctx was marked by LargeWrite.
+func IsLargeWrite(ctx context.Context) bool {
+	v, _ := ctx.Value(largeWriteKey{}).(bool)
+	return v
+}
+
+type largeWriteKey struct{}
+
 // AccountFilter selects accounts for listing. Results are ordered by id;
 // After is the id to continue after (cursor pagination).
 type AccountFilter struct {

@@ -51,6 +51,10 @@ type Sequencer struct {
 	// an event waits at most that long. (SQLite commits in row order.)
 	floor    atomic.Int64
 	fullScan atomic.Int64 // when a round last looked from the start, in Unix nanoseconds
+	// lastRound is how many events the last round sequenced: after a
+	// round of largeRound or more, a backlog is being caught up, and the
+	// next round is marked recourse.LargeWrite.
+	lastRound atomic.Int64
 
 	// beforeCommit, when set by tests, runs inside the round's transaction
 	// after all its writes; afterRound runs after each round of Run.
@@ -79,6 +83,9 @@ const DefaultCoalesce = 20 * time.Millisecond
 // fullScanEvery bounds how long an event that committed out of row order
 // waits (Sequencer.floor).
 const fullScanEvery = time.Second
+
+// largeRound is the size from which a round counts as a large write.
+const largeRound = 256
 
 // NewSequencer returns a sequencer; it does nothing until Run or Sequence.
 func NewSequencer(o SequencerOptions) (*Sequencer, error) {
@@ -191,7 +198,11 @@ func (s *Sequencer) Sequence(ctx context.Context) (int, error) {
 	}
 	var n int
 	var size, last int64
-	err := s.store.InTx(ctx, func(tx recourse.Tx) error {
+	txCtx := ctx
+	if s.lastRound.Load() >= largeRound {
+		txCtx = recourse.LargeWrite(ctx)
+	}
+	err := s.store.InTx(txCtx, func(tx recourse.Tx) error {
 		n, size = 0, 0
 		ok, err := tx.LockAuditSequencer(ctx)
 		if err != nil || !ok {
@@ -270,6 +281,7 @@ func (s *Sequencer) Sequence(ctx context.Context) (int, error) {
 		// of its own, and this one's next is a second away.
 		s.fullScan.Store(time.Now().UnixNano())
 	}
+	s.lastRound.Store(int64(n))
 	if n > 0 {
 		s.sequenced.Add(int64(n))
 		s.size.Store(size)

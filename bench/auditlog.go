@@ -134,7 +134,7 @@ func appendAuditEvents(ctx context.Context, st recourse.Store, n int64, accounts
 				for i := first; i < min(first+auditAppendBatch, n); i++ {
 					batch = append(batch, gen.event(i))
 				}
-				err := st.InTx(gctx, func(tx recourse.Tx) error {
+				err := st.InTx(recourse.LargeWrite(gctx), func(tx recourse.Tx) error {
 					for _, e := range batch {
 						if err := tx.AddAuditEvent(gctx, e); err != nil {
 							return err

@@ -31,7 +31,8 @@ func (s *Service) ImportAccounts(ctx context.Context, accounts []*recourse.Accou
 		batch[a.ID] = a
 	}
 	now := s.now()
-	err := s.store.InTx(ctx, func(tx recourse.Tx) error {
+	// An import is one transaction of many rows (recourse.LargeWrite).
+	err := s.store.InTx(recourse.LargeWrite(ctx), func(tx recourse.Tx) error {
 		var err error
 		res, err = s.importAccountsTx(ctx, tx, accounts, batch, now, meta)
 		return err

@@ -38,7 +38,7 @@ func (s *Service) SeedBenchCredentials(ctx context.Context, accountIDs []string,
 		return recourse.Errorf(recourse.EINVALID, "bench credentials need an Argon2id hash and a TOTP secret source")
 	}
 	now := s.now()
-	err := s.store.InTx(ctx, func(tx recourse.Tx) error {
+	err := s.store.InTx(recourse.LargeWrite(ctx), func(tx recourse.Tx) error {
 		for _, id := range accountIDs {
 			a, err := tx.Account(ctx, id)
 			if err != nil {

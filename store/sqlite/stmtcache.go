@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+
+	"github.com/recourse/recourse"
 )
 
 // stmtCacheSize bounds the compiled statements kept per connection; the
@@ -47,6 +49,11 @@ func newConnector(base driver.Connector) *cachingConnector {
 			// The checkpointer copies the log back (checkpoint.go); the
 			// writer does only if the log grows past this.
 			if _, err := conn.Conn.(driverConn).ExecContext(ctx, fmt.Sprintf("PRAGMA wal_autocheckpoint = %d", writerAutoCheckpoint), nil); err != nil {
+				conn.Close()
+				return nil, fmt.Errorf("sqlite: writer connection: %w", err)
+			}
+			// Small transactions journal in memory (writer.go, journalInMemory).
+			if _, err := conn.Conn.(driverConn).ExecContext(ctx, journalInMemory, nil); err != nil {
 				conn.Close()
 				return nil, fmt.Errorf("sqlite: writer connection: %w", err)
 			}
@@ -134,7 +141,7 @@ func (c *cachingConn) BeginTx(ctx context.Context, opts driver.TxOptions) (drive
 	if c.w == nil {
 		return c.inner().BeginTx(ctx, opts)
 	}
-	ok, err := c.w.start(ctx)
+	ok, err := c.w.start(ctx, recourse.IsLargeWrite(ctx))
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +159,7 @@ func (c *cachingConn) writeAlone(ctx context.Context, query string) (ok bool, er
 	if c.w == nil || !writes(query) {
 		return false, nil
 	}
-	return c.w.start(ctx)
+	return c.w.start(ctx, false)
 }
 
 // finishAlone ends a turn that writeAlone began, after its statement.

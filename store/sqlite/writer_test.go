@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/recourse/recourse"
 )
 
 func TestWrites(t *testing.T) {
@@ -534,4 +536,73 @@ func rolledBackWriter(ctx context.Context, db *sql.DB, round int) error {
 		return errors.New("no conflict")
 	}
 	return tx.Rollback()
+}
+// TestLargeWriteRunsAlone: a transaction marked recourse.LargeWrite does
+// not share a batch (the one it is handed commits first, and the next
+// writer starts a new one) and journals to a file; the others journal in
+// memory (journalInMemory).
+func TestLargeWriteRunsAlone(t *testing.T) {
+	ctx := t.Context()
+	db, w := openWriterTest(t)
+	before, _ := Stats(db)
+	// tempStore runs k's insert in a transaction and reports the
+	// connection's temp_store inside it: 1 is FILE, 2 is MEMORY.
+	type result struct {
+		store int
+		err   error
+	}
+	tempStore := func(ctx context.Context, k string, out chan<- result) {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			out <- result{err: err}
+			return
+		}
+		var mode int
+		if err := tx.QueryRowContext(ctx, `PRAGMA temp_store`).Scan(&mode); err != nil {
+			tx.Rollback()
+			out <- result{err: err}
+			return
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO t (k) VALUES ($1)`, k); err != nil {
+			tx.Rollback()
+			out <- result{err: err}
+			return
+		}
+		out <- result{mode, tx.Commit()}
+	}
+
+	a, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mode int
+	if err := a.QueryRowContext(ctx, `PRAGMA temp_store`).Scan(&mode); err != nil || mode != 2 {
+		t.Fatalf("a small transaction's temp_store = %d, %v; want 2 (MEMORY)", mode, err)
+	}
+	if _, err := a.ExecContext(ctx, `INSERT INTO t (k) VALUES ('a')`); err != nil {
+		t.Fatal(err)
+	}
+	large, c := make(chan result, 1), make(chan result, 1)
+	go tempStore(recourse.LargeWrite(ctx), "large", large)
+	waitQueued(t, w, 1)
+	go tempStore(ctx, "c", c)
+	waitQueued(t, w, 2)
+	if err := a.Commit(); err != nil {
+		t.Fatalf("a: %v", err)
+	}
+	for name, ch := range map[string]chan result{"large": large, "c": c} {
+		want := map[string]int{"large": 1, "c": 2}[name]
+		if r := <-ch; r.err != nil || r.store != want {
+			t.Errorf("%s: temp_store %d, %v; want %d", name, r.store, r.err, want)
+		}
+	}
+	if got := rowsOf(t, db); !slices.Equal(got, []string{"a", "c", "large"}) {
+		t.Errorf("rows = %v", got)
+	}
+	// a's batch committed before the large transaction began, the large
+	// one alone, then c's: three turns, three COMMITs.
+	after, _ := Stats(db)
+	if turns, commits := after.Turns-before.Turns, after.Commits-before.Commits; turns != 3 || commits != 3 {
+		t.Errorf("stats: %d turns and %d commits, want 3 and 3", turns, commits)
+	}
 }

@@ -1,6 +1,8 @@
 package sqlstore
 
 import (
+	"github.com/recourse/recourse"
+
 	"context"
 	"database/sql"
 	"fmt"
@@ -116,7 +118,7 @@ func Migrate(ctx context.Context, db *sql.DB, d Dialect, now time.Time) ([]int, 
 	var applied []int
 	for _, m := range ms[current:] {
 		err := func() error {
-			tx, err := conn.BeginTx(ctx, nil)
+			tx, err := conn.BeginTx(recourse.LargeWrite(ctx), nil) // a migration may change every row
 			if err != nil {
 				return err
 			}
