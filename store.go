@@ -137,6 +137,14 @@ type Tx interface {
 	DeleteExpiredSessions(ctx context.Context, before time.Time) (int, error)
 
 	AddOutboxMessage(ctx context.Context, m *OutboxMessage) error
+	// DeliverToOutbox stores m in the outbox and n, the notification that
+	// records where it went (a final state: sent, or failed for a text
+	// with no gateway; its body is not kept, the outbox holds it). In a
+	// transaction both are written with the transaction's audit events,
+	// before it commits or reads the audit log, the outbox or the
+	// notifications, so on PostgreSQL they cost no round trip of their
+	// own; n.Seq is not set, and an ErrConflict surfaces then.
+	DeliverToOutbox(ctx context.Context, m *OutboxMessage, n *Notification) error
 	// OutboxMessages lists the newest messages first.
 	OutboxMessages(ctx context.Context, limit int) ([]*OutboxMessage, error)
 

@@ -49,10 +49,18 @@ func (OutboxMailer) Send(ctx context.Context, tx recourse.Tx, m Message) error {
 type outboxRecorder struct{ s *Service }
 
 func (o outboxRecorder) Send(ctx context.Context, tx recourse.Tx, m Message) error {
-	if err := (OutboxMailer{}).Send(ctx, tx, m); err != nil {
-		return err
+	return o.s.deliverToOutbox(ctx, tx, m, recourse.NotificationSent, "")
+}
+
+// deliverToOutbox keeps m in the outbox with its notification, in state
+// (final) with lastError.
+func (s *Service) deliverToOutbox(ctx context.Context, tx recourse.Tx, m Message, state recourse.NotificationState, lastError string) error {
+	n := &recourse.Notification{ID: recourse.NewID("msg_"), Kind: m.kind(), AccountID: m.AccountID, To: m.To, Subject: m.Subject,
+		State: state, LastError: lastError, CreatedAt: m.At}
+	if state == recourse.NotificationSent {
+		n.SentAt = &n.CreatedAt
 	}
-	return o.s.addNotification(ctx, tx, m, recourse.NotificationSent, "")
+	return tx.DeliverToOutbox(ctx, &recourse.OutboxMessage{AccountID: m.AccountID, To: m.To, Subject: m.Subject, Body: m.Body, CreatedAt: m.At}, n)
 }
 
 // queuedMailer is the mailer of a server with SMTP: each message is stored
@@ -66,12 +74,9 @@ const errNoSMSGateway = "no SMS gateway is configured; the message is kept in th
 
 func (q queuedMailer) Send(ctx context.Context, tx recourse.Tx, m Message) error {
 	if m.kind() == recourse.NotifySMS {
-		if err := (OutboxMailer{}).Send(ctx, tx, m); err != nil {
-			return err
-		}
-		return q.s.addNotification(ctx, tx, m, recourse.NotificationFailed, errNoSMSGateway)
+		return q.s.deliverToOutbox(ctx, tx, m, recourse.NotificationFailed, errNoSMSGateway)
 	}
-	return q.s.addNotification(ctx, tx, m, recourse.NotificationQueued, "")
+	return q.s.queueNotification(ctx, tx, m)
 }
 
 // notifyAccount sends a security notice to every confirmed address of the

@@ -95,14 +95,11 @@ func (s *Service) EnableNotifications(ctx context.Context, n Notifications) erro
 
 func notificationAD(id string) []byte { return []byte("notification:" + id) }
 
-// addNotification stores a message as a notification, sealed, and queues
-// its delivery when it is still to be delivered.
-func (s *Service) addNotification(ctx context.Context, tx recourse.Tx, m Message, state recourse.NotificationState, lastError string) error {
+// queueNotification stores a message as a notification, sealed, and queues
+// its delivery.
+func (s *Service) queueNotification(ctx context.Context, tx recourse.Tx, m Message) error {
 	n := &recourse.Notification{ID: recourse.NewID("msg_"), Kind: m.kind(), AccountID: m.AccountID, To: m.To, Subject: m.Subject,
-		State: state, LastError: lastError, CreatedAt: m.At}
-	if state == recourse.NotificationSent {
-		n.SentAt = &n.CreatedAt
-	}
+		State: recourse.NotificationQueued, CreatedAt: m.At}
 	return s.storeNotification(ctx, tx, n, []byte(m.Body))
 }
 

@@ -35,6 +35,9 @@ func Dialect() sqlstore.Dialect {
 		Name:       "postgres",
 		Migrations: sub,
 		ForUpdate:  " FOR UPDATE",
+		// One round trip for a transaction's audit events and outbox
+		// deliveries (sqlstore/queue.go).
+		InsertInWith: true,
 		ListContains: func(col, param string) string {
 			return "jsonb_exists(" + col + ", " + param + ")"
 		},

@@ -41,44 +41,15 @@ func (s queries) AddAuditEvent(ctx context.Context, e *recourse.AuditEvent) erro
 	if err != nil {
 		return err
 	}
-	if s.auditQueue != nil {
+	if s.queue != nil {
 		// In a transaction the events wait for its end, then go in
-		// together (flushAudit): a recovery's transaction records two to
+		// together (flushQueued): a recovery's transaction records two to
 		// five, and on PostgreSQL each statement is a round trip.
-		*s.auditQueue = append(*s.auditQueue, string(data))
+		s.queue.audit = append(s.queue.audit, string(data))
 		return nil
 	}
 	_, err = s.q.ExecContext(ctx, `INSERT INTO audit_events (data) VALUES ($1)`, string(data))
 	return s.wrap("add audit event", err)
-}
-
-// flushAudit inserts the transaction's queued audit events, in the order
-// they were added, in multi-row statements of fixed shapes. It runs before
-// the transaction commits, and before anything in it reads the log, so
-// the transaction reads its own events as before.
-func (s queries) flushAudit(ctx context.Context) error {
-	if s.auditQueue == nil {
-		return nil
-	}
-	for rows := *s.auditQueue; len(rows) > 0; {
-		n := rowsPerStatement(len(rows))
-		var b strings.Builder
-		b.WriteString(`INSERT INTO audit_events (data) VALUES `)
-		args := make([]any, n)
-		for i := range n {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			fmt.Fprintf(&b, "($%d)", i+1)
-			args[i] = rows[i]
-		}
-		if _, err := s.q.ExecContext(ctx, b.String(), args...); err != nil {
-			return s.wrap("add audit event", err)
-		}
-		rows = rows[n:]
-		*s.auditQueue = rows
-	}
-	return nil
 }
 
 func (s queries) LockAuditSequencer(ctx context.Context) (bool, error) {
@@ -117,7 +88,7 @@ func scanAuditRecords(rows *sql.Rows) ([]recourse.AuditRecord, error) {
 }
 
 func (s queries) UnsequencedAuditEvents(ctx context.Context, after int64, limit int) ([]recourse.AuditRecord, error) {
-	if err := s.flushAudit(ctx); err != nil {
+	if err := s.flushQueued(ctx); err != nil {
 		return nil, err
 	}
 	if limit <= 0 {
@@ -133,7 +104,7 @@ func (s queries) UnsequencedAuditEvents(ctx context.Context, after int64, limit 
 }
 
 func (s queries) SequenceAuditEvents(ctx context.Context, first int64, rows []int64) error {
-	if err := s.flushAudit(ctx); err != nil {
+	if err := s.flushQueued(ctx); err != nil {
 		return err
 	}
 	for len(rows) > 0 {
@@ -165,7 +136,7 @@ func (s queries) SequenceAuditEvents(ctx context.Context, first int64, rows []in
 }
 
 func (s queries) AuditBacklog(ctx context.Context) (int64, error) {
-	if err := s.flushAudit(ctx); err != nil {
+	if err := s.flushQueued(ctx); err != nil {
 		return 0, err
 	}
 	var n int64
@@ -174,7 +145,7 @@ func (s queries) AuditBacklog(ctx context.Context) (int64, error) {
 }
 
 func (s queries) AuditRecords(ctx context.Context, from int64, limit int) ([]recourse.AuditRecord, error) {
-	if err := s.flushAudit(ctx); err != nil {
+	if err := s.flushQueued(ctx); err != nil {
 		return nil, err
 	}
 	if limit <= 0 {
@@ -190,7 +161,7 @@ func (s queries) AuditRecords(ctx context.Context, from int64, limit int) ([]rec
 }
 
 func (s queries) ScanAuditRecords(ctx context.Context, from, to int64, fn func(seq int64, data []byte) error) error {
-	if err := s.flushAudit(ctx); err != nil {
+	if err := s.flushQueued(ctx); err != nil {
 		return err
 	}
 	rows, err := s.q.QueryContext(ctx, `SELECT seq, data FROM audit_events WHERE seq >= $1 AND seq < $2 ORDER BY seq, row_id`, from, to)
@@ -212,7 +183,7 @@ func (s queries) ScanAuditRecords(ctx context.Context, from, to int64, fn func(s
 }
 
 func (s queries) AuditRecordByEventID(ctx context.Context, eventID string) (recourse.AuditRecord, error) {
-	if err := s.flushAudit(ctx); err != nil {
+	if err := s.flushQueued(ctx); err != nil {
 		return recourse.AuditRecord{}, err
 	}
 	rows, err := s.q.QueryContext(ctx, `SELECT `+auditRecordColumns+` FROM audit_events WHERE event_id = $1`, eventID)
@@ -230,7 +201,7 @@ func (s queries) AuditRecordByEventID(ctx context.Context, eventID string) (reco
 }
 
 func (s queries) ListAuditEvents(ctx context.Context, f recourse.AuditFilter) ([]*recourse.AuditEvent, error) {
-	if err := s.flushAudit(ctx); err != nil {
+	if err := s.flushQueued(ctx); err != nil {
 		return nil, err
 	}
 	limit := f.Limit

@@ -39,6 +39,11 @@ type Dialect struct {
 	// alone instead of with RETURNING, which SQLite answers as a result
 	// set of its own, at twice the cost of the insertion.
 	LastInsertID bool
+	// InsertInWith is set where an INSERT may run in a WITH clause of
+	// another (PostgreSQL's data-modifying statements in WITH): a
+	// transaction's queued inserts then go to the database in one
+	// statement (queue.go).
+	InsertInWith bool
 }
 
 // insertID runs an INSERT into a table whose key column col the database

@@ -43,11 +43,17 @@ func (s queries) AddNotification(ctx context.Context, n *recourse.Notification) 
 }
 
 func (s queries) Notification(ctx context.Context, id string) (*recourse.Notification, error) {
+	if err := s.flushQueued(ctx); err != nil {
+		return nil, err
+	}
 	n, err := scanNotification(s.q.QueryRowContext(ctx, `SELECT `+notificationColumns+`, body FROM notifications WHERE id = $1`, id), true)
 	return n, s.wrap("read notification", err)
 }
 
 func (s queries) ListNotifications(ctx context.Context, f recourse.NotificationFilter) ([]*recourse.Notification, error) {
+	if err := s.flushQueued(ctx); err != nil {
+		return nil, err
+	}
 	limit := f.Limit
 	if limit <= 0 || limit > 1000 {
 		limit = 1000
@@ -94,6 +100,9 @@ func (s queries) ListNotifications(ctx context.Context, f recourse.NotificationF
 }
 
 func (s queries) RecordDeliveryAttempt(ctx context.Context, id string, state recourse.NotificationState, lastError string, at time.Time) (int, error) {
+	if err := s.flushQueued(ctx); err != nil {
+		return 0, err
+	}
 	var sent sql.NullTime
 	if state == recourse.NotificationSent {
 		sent = nullTime(&at)

@@ -64,9 +64,9 @@ type queries struct {
 	// committed collects what AfterCommit asked to run once the
 	// transaction has committed; nil outside a transaction.
 	committed *[]func()
-	// auditQueue holds the transaction's audit events until flushAudit;
-	// nil outside a transaction.
-	auditQueue *[]string
+	// queue holds the transaction's audit events and outbox deliveries
+	// until flushQueued; nil outside a transaction.
+	queue *writeQueue
 }
 
 // AfterCommit runs fn once the current transaction has committed, and never
@@ -92,12 +92,11 @@ func (s queries) inTransaction(ctx context.Context, fn func(q queries) error) er
 	}
 	defer tx.Rollback()
 	var committed []func()
-	var audit []string
-	q := queries{q: tx, d: s.d, inTx: true, db: s.db, committed: &committed, auditQueue: &audit}
+	q := queries{q: tx, d: s.d, inTx: true, db: s.db, committed: &committed, queue: &writeQueue{}}
 	if err := fn(q); err != nil {
 		return err
 	}
-	if err := q.flushAudit(ctx); err != nil {
+	if err := q.flushQueued(ctx); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
@@ -911,6 +910,9 @@ func (s queries) AddOutboxMessage(ctx context.Context, m *recourse.OutboxMessage
 }
 
 func (s queries) OutboxMessages(ctx context.Context, limit int) ([]*recourse.OutboxMessage, error) {
+	if err := s.flushQueued(ctx); err != nil {
+		return nil, err
+	}
 	if limit <= 0 || limit > 1000 {
 		limit = 1000
 	}

@@ -238,3 +238,123 @@ func testWebhookEndpoints(t *testing.T, s recourse.Store) {
 		t.Errorf("update of a deleted endpoint: %v", err)
 	}
 }
+
+// testDeliverToOutbox: deliveries to the outbox in a transaction are
+// written with its audit events, in every shape of multi-row statement, in
+// the order they were made; the transaction reads them back before it ends;
+// a rollback leaves none; one made outside a transaction is stored at once.
+func testDeliverToOutbox(t *testing.T, s recourse.Store) {
+	ctx := t.Context()
+	deliver := func(tx recourse.Tx, i int, state recourse.NotificationState) (*recourse.OutboxMessage, *recourse.Notification) {
+		at := T0.Add(time.Duration(i) * time.Second)
+		m := &recourse.OutboxMessage{AccountID: "acct", To: fmt.Sprintf("p%d@example.com", i), Subject: fmt.Sprintf("s%d", i), Body: fmt.Sprintf("body %d", i), CreatedAt: at}
+		n := &recourse.Notification{ID: fmt.Sprintf("msg_d%02d", i), Kind: recourse.NotifyEmail, AccountID: "acct", To: m.To, Subject: m.Subject,
+			State: state, CreatedAt: at}
+		if state == recourse.NotificationSent {
+			n.SentAt = &n.CreatedAt
+		} else {
+			n.LastError = "no gateway"
+		}
+		if err := tx.DeliverToOutbox(ctx, m, n); err != nil {
+			t.Fatalf("DeliverToOutbox %d: %v", i, err)
+		}
+		return m, n
+	}
+	// 7 = 4 + 2 + 1 deliveries beside 3 = 2 + 1 audit events: every pairing
+	// of the statement shapes, and deliveries with no event left to pair.
+	err := s.InTx(ctx, func(tx recourse.Tx) error {
+		for i := range 7 {
+			if i < 3 {
+				if err := tx.AddAuditEvent(ctx, NewAuditEvent(recourse.ActionSessionRevoke, "with mail", i)); err != nil {
+					return err
+				}
+			}
+			state := recourse.NotificationSent
+			if i == 5 {
+				state = recourse.NotificationFailed
+			}
+			deliver(tx, i, state)
+			if i == 1 {
+				// Read in the middle: the first two are there.
+				ms, err := tx.OutboxMessages(ctx, 10)
+				if err != nil || len(ms) != 2 {
+					t.Errorf("the transaction reads %d of its 2 messages, %v", len(ms), err)
+				}
+				if _, err := tx.Notification(ctx, "msg_d01"); err != nil {
+					t.Errorf("the transaction cannot read its own notification: %v", err)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := s.OutboxMessages(ctx, 100)
+	if err != nil || len(ms) != 7 {
+		t.Fatalf("OutboxMessages = %d, %v; want 7", len(ms), err)
+	}
+	for i, m := range ms { // newest first
+		if want := fmt.Sprintf("s%d", 6-i); m.Subject != want || m.Body != fmt.Sprintf("body %d", 6-i) || !m.CreatedAt.Equal(T0.Add(time.Duration(6-i)*time.Second)) {
+			t.Errorf("message %d = %+v, want subject %s", i, m, want)
+		}
+	}
+	ns, err := s.ListNotifications(ctx, recourse.NotificationFilter{AccountID: "acct"})
+	if err != nil || len(ns) != 7 {
+		t.Fatalf("ListNotifications = %d, %v; want 7", len(ns), err)
+	}
+	for i, n := range ns { // newest first
+		if want := fmt.Sprintf("msg_d%02d", 6-i); n.ID != want {
+			t.Errorf("notification %d is %s, want %s (the order they were made in)", i, n.ID, want)
+		}
+		if i > 0 && n.Seq >= ns[i-1].Seq {
+			t.Errorf("notification rows out of order: %d before %d", n.Seq, ns[i-1].Seq)
+		}
+	}
+	n, err := s.Notification(ctx, "msg_d05")
+	if err != nil || n.State != recourse.NotificationFailed || n.LastError != "no gateway" || n.SentAt != nil || len(n.Body) != 0 {
+		t.Errorf("failed delivery = %+v, %v", n, err)
+	}
+	n, err = s.Notification(ctx, "msg_d06")
+	if err != nil || n.State != recourse.NotificationSent || n.SentAt == nil || !n.SentAt.Equal(T0.Add(6*time.Second)) || len(n.Body) != 0 {
+		t.Errorf("sent delivery = %+v, %v", n, err)
+	}
+	recs, err := s.UnsequencedAuditEvents(ctx, 0, 100)
+	if err != nil || len(recs) != 3 {
+		t.Errorf("audit events with the deliveries = %d, %v; want 3", len(recs), err)
+	}
+
+	// A rollback takes the queued deliveries with it.
+	boom := errors.New("boom")
+	err = s.InTx(ctx, func(tx recourse.Tx) error {
+		deliver(tx, 10, recourse.NotificationSent)
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("InTx = %v", err)
+	}
+	if _, err := s.Notification(ctx, "msg_d10"); !errors.Is(err, recourse.ErrNotFound) {
+		t.Errorf("a rolled-back delivery's notification: %v", err)
+	}
+	// A duplicate notification id fails the transaction that queued it.
+	err = s.InTx(ctx, func(tx recourse.Tx) error {
+		deliver(tx, 6, recourse.NotificationSent)
+		return nil
+	})
+	if !errors.Is(err, recourse.ErrConflict) {
+		t.Errorf("a duplicate delivery committed: %v", err)
+	}
+	// Outside a transaction: stored at once.
+	deliver(s, 11, recourse.NotificationSent)
+	if _, err := s.Notification(ctx, "msg_d11"); err != nil {
+		t.Errorf("a delivery outside a transaction: %v", err)
+	}
+	if ms, _ := s.OutboxMessages(ctx, 100); len(ms) != 8 {
+		t.Errorf("outbox holds %d messages, want 8", len(ms))
+	}
+	// A queued notification is not an outbox delivery.
+	if err := s.DeliverToOutbox(ctx, &recourse.OutboxMessage{To: "q@example.com", CreatedAt: T0},
+		&recourse.Notification{ID: "msg_q", Kind: recourse.NotifyEmail, To: "q@example.com", State: recourse.NotificationQueued, CreatedAt: T0}); err == nil {
+		t.Error("a queued notification was delivered to the outbox")
+	}
+}

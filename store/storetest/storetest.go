@@ -51,6 +51,7 @@ func Run(t *testing.T, newStore func(t *testing.T) recourse.Store) {
 		{"AuditRollback", testAuditRollback},
 		{"AuditEventsOfATransaction", testAuditEventsOfATransaction},
 		{"Notify", testNotify},
+		{"DeliverToOutbox", testDeliverToOutbox},
 		{"APIKeys", testAPIKeys},
 	}
 	for _, tc := range tests {
