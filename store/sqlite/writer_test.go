@@ -537,6 +537,7 @@ func rolledBackWriter(ctx context.Context, db *sql.DB, round int) error {
 	}
 	return tx.Rollback()
 }
+
 // TestLargeWriteRunsAlone: a transaction marked recourse.LargeWrite does
 // not share a batch (the one it is handed commits first, and the next
 // writer starts a new one) and journals to a file; the others journal in
