@@ -164,6 +164,9 @@ type RecoveryTx interface {
 	// voted on this change.
 	AddRecoveryVote(ctx context.Context, v *RecoveryVote) error
 	RecoveryVotes(ctx context.Context, requestID string) ([]*RecoveryVote, error)
+	// RecoveryProof returns what RecoveryEvidence and RecoveryVotes return,
+	// in one read: what a request's state is decided from.
+	RecoveryProof(ctx context.Context, requestID string) ([]*RecoveryEvidence, []*RecoveryVote, error)
 
 	CreateChallenge(ctx context.Context, c *Challenge) error
 	// TakeChallengeAttempts atomically counts one attempt against every

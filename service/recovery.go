@@ -474,7 +474,7 @@ func (c *requirementCache) decode(raw []byte) (*policy.Requirement, error) {
 func (s *Service) evidenceOf(ctx context.Context, tx recourse.Tx, r *recourse.Recovery) (policy.Evidence, []string, error) {
 	var ev policy.Evidence
 	var labels []string
-	rows, err := tx.RecoveryEvidence(ctx, r.ID)
+	rows, votes, err := tx.RecoveryProof(ctx, r.ID)
 	if err != nil {
 		return ev, nil, err
 	}
@@ -508,10 +508,6 @@ func (s *Service) evidenceOf(ctx context.Context, tx recourse.Tx, r *recourse.Re
 				labels = append(labels, "identity verification")
 			}
 		}
-	}
-	votes, err := tx.RecoveryVotes(ctx, r.ID)
-	if err != nil {
-		return ev, nil, err
 	}
 	for _, v := range votes {
 		if v.ChangeDigest == r.ChangeDigest && v.Vote == "approve" {
@@ -641,6 +637,7 @@ func (s *Service) checkChallenge(ctx context.Context, r *recourse.Recovery, code
 	var refused error
 	err = s.store.InTx(ctx, func(tx recourse.Tx) error {
 		refused = nil
+		tx = subjectRead{Tx: tx, a: a}
 		cands, err := tx.TakeChallengeAttempts(ctx, r.ID, maxCodeAttempts, now)
 		if err != nil {
 			return err
@@ -721,12 +718,35 @@ func (s *Service) submitTOTP(ctx context.Context, id, secret, code string, meta 
 		}
 		return errWrongCode
 	}
-	return s.recordEvidence(ctx, r.ID, meta, seen, func(tx recourse.Tx, r *recourse.Recovery) error {
+	return s.recordEvidence(ctx, a, r.ID, meta, seen, func(tx recourse.Tx, r *recourse.Recovery) error {
 		if err := s.event(ctx, tx, au, recourse.AuthEventUsed, meta); err != nil {
 			return err
 		}
 		return s.addEvidence(ctx, tx, r, "possession", policy.Possession{Type: "totp", AAL: 2}, "")
 	}, "authenticator app")
+}
+
+// subjectRead is a transaction that answers a read of one account, the
+// subject of a request, with the copy read just before the transaction
+// began, instead of reading it again: a submission reads the subject to
+// refuse a locked-out or frozen account, and the transition its evidence
+// may cause reads it for the notices. (A read inside the transaction is
+// no fresher on PostgreSQL, where it takes no lock; it costs a round
+// trip there and time on SQLite's one writer.)
+type subjectRead struct {
+	recourse.Tx
+	a *recourse.Account
+}
+
+// Unwrap gives the job queue the store's transaction.
+func (t subjectRead) Unwrap() recourse.Tx { return t.Tx }
+
+func (t subjectRead) Account(ctx context.Context, id string) (*recourse.Account, error) {
+	if id != t.a.ID {
+		return t.Tx.Account(ctx, id)
+	}
+	c := *t.a
+	return &c, nil
 }
 
 // submitSavedRecoveryCode uses up one of the account's saved recovery codes.
@@ -745,7 +765,7 @@ func (s *Service) submitSavedRecoveryCode(ctx context.Context, id, secret, code 
 	if !ok {
 		return errWrongCode
 	}
-	err = s.recordEvidence(ctx, r.ID, meta, seen, func(tx recourse.Tx, r *recourse.Recovery) error {
+	err = s.recordEvidence(ctx, nil, r.ID, meta, seen, func(tx recourse.Tx, r *recourse.Recovery) error {
 		setID, err := tx.UseRecoveryCode(ctx, r.AccountID, s.hasher.Sum("recovery-code", norm), s.now())
 		if err != nil {
 			return err
@@ -769,9 +789,15 @@ func (s *Service) submitSavedRecoveryCode(ctx context.Context, id, secret, code 
 }
 
 // recordEvidence adds evidence in one transaction with the state change it
-// causes and its audit event.
-func (s *Service) recordEvidence(ctx context.Context, id string, meta Meta, seen *evidenceSeen, add func(tx recourse.Tx, r *recourse.Recovery) error, label string) error {
-	err := s.store.InTx(ctx, func(tx recourse.Tx) error { return s.recordEvidenceTx(ctx, tx, id, meta, seen, add, label) })
+// causes and its audit event. subject, when not nil, is the request's
+// account as the caller read it just before (subjectRead).
+func (s *Service) recordEvidence(ctx context.Context, subject *recourse.Account, id string, meta Meta, seen *evidenceSeen, add func(tx recourse.Tx, r *recourse.Recovery) error, label string) error {
+	err := s.store.InTx(ctx, func(tx recourse.Tx) error {
+		if subject != nil {
+			tx = subjectRead{Tx: tx, a: subject}
+		}
+		return s.recordEvidenceTx(ctx, tx, id, meta, seen, add, label)
+	})
 	if err != nil && recourse.ErrorCode(err) == recourse.EINTERNAL {
 		return internal("record evidence", err)
 	}

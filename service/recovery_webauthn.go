@@ -121,7 +121,7 @@ func (s *Service) finishRecoveryWebAuthn(ctx context.Context, id, secret string,
 	if au.DeviceBound {
 		aal = recourse.AAL3
 	}
-	return s.recordEvidence(ctx, r.ID, meta, nil, func(tx recourse.Tx, r *recourse.Recovery) error {
+	return s.recordEvidence(ctx, nil, r.ID, meta, nil, func(tx recourse.Tx, r *recourse.Recovery) error {
 		if len(r.Ceremony) == 0 {
 			return errWrongCode // a racing submission used the challenge
 		}

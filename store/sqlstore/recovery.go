@@ -217,6 +217,43 @@ func (s queries) RecoveryVotes(ctx context.Context, requestID string) ([]*recour
 	return out, s.wrap("list votes", rows.Err())
 }
 
+// RecoveryProof reads the evidence and the votes in one statement (on
+// PostgreSQL a statement is a round trip, and every submission and status
+// read needs both): the two tables' rows in common columns, evidence first.
+func (s queries) RecoveryProof(ctx context.Context, requestID string) ([]*recourse.RecoveryEvidence, []*recourse.RecoveryVote, error) {
+	rows, err := s.q.QueryContext(ctx, `SELECT 0 AS k, id, kind, detail, actor_id, '' AS change_digest, '' AS roles, '' AS comment, created_at
+        FROM recovery_evidence WHERE request_id = $1
+        UNION ALL
+        SELECT 1, 0, vote, NULL, approver_id, change_digest, CAST(roles AS TEXT), comment, created_at
+        FROM recovery_votes WHERE request_id = $1
+        ORDER BY 1, 2, 9, 5`, requestID)
+	if err != nil {
+		return nil, nil, s.wrap("read evidence and votes", err)
+	}
+	defer rows.Close()
+	var evidence []*recourse.RecoveryEvidence
+	var votes []*recourse.RecoveryVote
+	for rows.Next() {
+		var k, id int64
+		var what, who, digest, roles, comment string
+		var detail []byte
+		var at time.Time
+		if err := rows.Scan(&k, &id, &what, &detail, &who, &digest, &roles, &comment, &at); err != nil {
+			return nil, nil, s.wrap("read evidence and votes", err)
+		}
+		if k == 0 {
+			evidence = append(evidence, &recourse.RecoveryEvidence{ID: id, RequestID: requestID, Kind: what, Detail: detail, ActorID: who, CreatedAt: utc(at)})
+			continue
+		}
+		v := &recourse.RecoveryVote{RequestID: requestID, ApproverID: who, ChangeDigest: digest, Vote: what, Comment: comment, CreatedAt: utc(at)}
+		if v.Roles, err = parseList(roles); err != nil {
+			return nil, nil, err
+		}
+		votes = append(votes, v)
+	}
+	return evidence, votes, s.wrap("read evidence and votes", rows.Err())
+}
+
 const challengeColumns = `id, request_id, channel_id, kind, code_hash, attempts, expires_at, used_at, created_at`
 
 func scanChallenge(r scanner) (*recourse.Challenge, error) {

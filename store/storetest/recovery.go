@@ -3,7 +3,9 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -353,4 +355,70 @@ func testOneAccessPass(t *testing.T, s recourse.Store) {
 	if err := s.CreateToken(ctx, pass(4)); err != nil {
 		t.Fatalf("a pass after using the last: %v", err)
 	}
+}
+
+// testRecoveryProof: one read returns exactly what RecoveryEvidence and
+// RecoveryVotes return, in their orders: evidence by id, votes by time
+// then approver, for a request with both, with only one kind, and with none.
+func testRecoveryProof(t *testing.T, s recourse.Store) {
+	ctx := t.Context()
+	mustCreate(t, s, NewAccount("a"))
+	both, evidenceOnly, votesOnly, none := newRecovery(t, s, "a"), newRecovery(t, s, "a"), newRecovery(t, s, "a"), newRecovery(t, s, "a")
+	for i, kind := range []string{"possession", "code", "attestation"} {
+		for _, r := range []*recourse.Recovery{both, evidenceOnly} {
+			e := &recourse.RecoveryEvidence{RequestID: r.ID, Kind: kind, Detail: []byte(fmt.Sprintf(`{"n":%d}`, i)), ActorID: fmt.Sprintf("agent%d", i),
+				CreatedAt: T0.Add(time.Duration(3-i) * time.Second)}
+			if err := s.AddRecoveryEvidence(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, v := range []recourse.RecoveryVote{
+		{ApproverID: "z", ChangeDigest: "cd1", Vote: "approve", Roles: []string{"manager", "sponsor"}, Comment: "ok", CreatedAt: T0},
+		{ApproverID: "b", ChangeDigest: "cd1", Vote: "deny", CreatedAt: T0.Add(time.Second)},
+		{ApproverID: "a2", ChangeDigest: "cd2", Vote: "approve", Roles: []string{"security"}, CreatedAt: T0.Add(time.Second)},
+	} {
+		for _, r := range []*recourse.Recovery{both, votesOnly} {
+			v.RequestID = r.ID
+			if err := s.AddRecoveryVote(ctx, &v); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for name, r := range map[string]*recourse.Recovery{"both": both, "evidence only": evidenceOnly, "votes only": votesOnly, "none": none} {
+		ev, err := s.RecoveryEvidence(ctx, r.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		votes, err := s.RecoveryVotes(ctx, r.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gotEv, gotVotes, err := s.RecoveryProof(ctx, r.ID)
+		if err != nil {
+			t.Fatalf("%s: RecoveryProof: %v", name, err)
+		}
+		if !reflect.DeepEqual(gotEv, ev) {
+			t.Errorf("%s: evidence %s, want %s", name, show(gotEv), show(ev))
+		}
+		if !reflect.DeepEqual(gotVotes, votes) {
+			t.Errorf("%s: votes %s, want %s", name, show(gotVotes), show(votes))
+		}
+	}
+	ev, votes, _ := s.RecoveryProof(ctx, both.ID)
+	if len(ev) != 3 || ev[0].Kind != "possession" || string(ev[2].Detail) != `{"n":2}` || ev[1].ActorID != "agent1" {
+		t.Errorf("evidence = %s", show(ev))
+	}
+	if len(votes) != 3 || votes[0].ApproverID != "z" || votes[1].ApproverID != "a2" || votes[2].Vote != "deny" ||
+		!slices.Equal(votes[0].Roles, []string{"manager", "sponsor"}) || votes[0].Comment != "ok" || !votes[1].CreatedAt.Equal(T0.Add(time.Second)) {
+		t.Errorf("votes = %s", show(votes))
+	}
+}
+
+func show[T any](xs []*T) string {
+	var b strings.Builder
+	for _, x := range xs {
+		fmt.Fprintf(&b, "%+v ", *x)
+	}
+	return "[" + b.String() + "]"
 }

@@ -44,6 +44,7 @@ func Run(t *testing.T, newStore func(t *testing.T) recourse.Store) {
 		{"RecoveryExpiryAndSweep", testRecoveryExpiryAndSweep},
 		{"OneAccessPass", testOneAccessPass},
 		{"RecoveryVotesOncePerPerson", testRecoveryVotesOncePerPerson},
+		{"RecoveryProof", testRecoveryProof},
 		{"RecoveryFailuresAndFreeze", testRecoveryFailuresAndFreeze},
 		{"AuditAppendAndSequence", testAuditAppendAndSequence},
 		{"AuditHashesAndCheckpoints", testAuditHashesAndCheckpoints},
