@@ -1,8 +1,6 @@
 package sqlstore
 
 import (
-	"github.com/recourse/recourse"
-
 	"context"
 	"database/sql"
 	"fmt"
@@ -11,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/recourse/recourse"
 )
 
 // Migration is one embedded schema change.
