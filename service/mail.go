@@ -27,6 +27,13 @@ func (m Message) kind() recourse.NotificationKind {
 	return recourse.NotifyEmail
 }
 
+// notification is the record of m, in state, with a new id; its body is
+// set where it is stored.
+func (m Message) notification(state recourse.NotificationState) *recourse.Notification {
+	return &recourse.Notification{ID: recourse.NewID("msg_"), Kind: m.kind(), AccountID: m.AccountID, To: m.To, Subject: m.Subject,
+		State: state, CreatedAt: m.At}
+}
+
 // Mailer delivers messages. Send runs inside the transaction of the change the
 // message is about, so a notice is recorded if and only if the change commits.
 type Mailer interface {
@@ -55,8 +62,8 @@ func (o outboxRecorder) Send(ctx context.Context, tx recourse.Tx, m Message) err
 // deliverToOutbox keeps m in the outbox with its notification, in state
 // (final) with lastError.
 func (s *Service) deliverToOutbox(ctx context.Context, tx recourse.Tx, m Message, state recourse.NotificationState, lastError string) error {
-	n := &recourse.Notification{ID: recourse.NewID("msg_"), Kind: m.kind(), AccountID: m.AccountID, To: m.To, Subject: m.Subject,
-		State: state, LastError: lastError, CreatedAt: m.At}
+	n := m.notification(state)
+	n.LastError = lastError
 	if state == recourse.NotificationSent {
 		n.SentAt = &n.CreatedAt
 	}

@@ -98,9 +98,7 @@ func notificationAD(id string) []byte { return []byte("notification:" + id) }
 // queueNotification stores a message as a notification, sealed, and queues
 // its delivery.
 func (s *Service) queueNotification(ctx context.Context, tx recourse.Tx, m Message) error {
-	n := &recourse.Notification{ID: recourse.NewID("msg_"), Kind: m.kind(), AccountID: m.AccountID, To: m.To, Subject: m.Subject,
-		State: recourse.NotificationQueued, CreatedAt: m.At}
-	return s.storeNotification(ctx, tx, n, []byte(m.Body))
+	return s.storeNotification(ctx, tx, m.notification(recourse.NotificationQueued), []byte(m.Body))
 }
 
 // storeNotification stores n; only a notification still to be delivered

@@ -48,7 +48,7 @@ func (s queries) AddAuditEvent(ctx context.Context, e *recourse.AuditEvent) erro
 		s.queue.audit = append(s.queue.audit, string(data))
 		return nil
 	}
-	_, err = s.q.ExecContext(ctx, `INSERT INTO audit_events (data) VALUES ($1)`, string(data))
+	_, err = s.q.ExecContext(ctx, auditInsert+"($1)", string(data))
 	return s.wrap("add audit event", err)
 }
 

@@ -35,10 +35,7 @@ func (s queries) AddNotification(ctx context.Context, n *recourse.Notification) 
 		n.UpdatedAt = n.CreatedAt
 	}
 	var err error
-	n.Seq, err = s.insertID(ctx, "row_id", `INSERT INTO notifications (id, kind, account_id, to_address, subject, body, state, attempts,
-        last_error, created_at, updated_at, sent_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-		n.ID, n.Kind, n.AccountID, n.To, n.Subject, n.Body, n.State, n.Attempts, n.LastError, utc(n.CreatedAt), utc(n.UpdatedAt),
-		nullTime(n.SentAt))
+	n.Seq, err = s.insertID(ctx, "row_id", notificationInsertOne, notificationArgs(n)...)
 	return s.wrap("add notification", err)
 }
 

@@ -3,7 +3,10 @@ package sqlstore
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/recourse/recourse"
 )
@@ -34,14 +37,21 @@ const (
 	outboxInsert       = `INSERT INTO outbox (id, account_id, to_address, subject, body, created_at) VALUES `
 	notificationInsert = `INSERT INTO notifications (id, kind, account_id, to_address, subject, body, state, attempts, last_error, created_at, updated_at, sent_at) VALUES `
 	auditInsert        = `INSERT INTO audit_events (data) VALUES `
+	outboxWidth        = 6
+	notificationWidth  = 12
 )
 
-func (q queuedMail) outboxArgs() []any {
-	return []any{q.m.ID, q.m.AccountID, q.m.To, q.m.Subject, q.m.Body, utc(q.m.CreatedAt)}
+// The one-row inserts of AddOutboxMessage and AddNotification.
+var (
+	outboxInsertOne       = outboxInsert + values(1, outboxWidth, 1)
+	notificationInsertOne = notificationInsert + values(1, notificationWidth, 1)
+)
+
+func outboxArgs(m *recourse.OutboxMessage) []any {
+	return []any{m.ID, m.AccountID, m.To, m.Subject, m.Body, utc(m.CreatedAt)}
 }
 
-func (q queuedMail) notificationArgs() []any {
-	n := q.n
+func notificationArgs(n *recourse.Notification) []any {
 	return []any{n.ID, n.Kind, n.AccountID, n.To, n.Subject, n.Body, n.State, n.Attempts, n.LastError, utc(n.CreatedAt), utc(n.UpdatedAt), nullTime(n.SentAt)}
 }
 
@@ -69,8 +79,9 @@ func (s queries) DeliverToOutbox(ctx context.Context, m *recourse.OutboxMessage,
 	})
 }
 
-// values appends n groups of width numbered parameters, from $first on.
-func values(b *strings.Builder, n, width, first int) int {
+// values returns n groups of width numbered parameters, from $first on.
+func values(n, width, first int) string {
+	var b strings.Builder
 	for i := range n {
 		if i > 0 {
 			b.WriteString(", ")
@@ -80,12 +91,52 @@ func values(b *strings.Builder, n, width, first int) int {
 			if j > 0 {
 				b.WriteString(", ")
 			}
-			fmt.Fprintf(b, "$%d", first)
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(first))
 			first++
 		}
 		b.WriteByte(')')
 	}
-	return first
+	return b.String()
+}
+
+// queueShape is the shape of one flush: how many audit events and
+// deliveries, and whether they go in one statement.
+type queueShape struct {
+	audit, mail int
+	with        bool
+}
+
+// queueStatements are the statements of a shape: all in one (with), or
+// each table's on its own.
+type queueStatements struct {
+	with, audit, outbox, notes string
+}
+
+// queueSQL caches the statements of each shape (rowsPerStatement keeps
+// them few), so a transaction's flush does not build its SQL again.
+var queueSQL sync.Map // queueShape -> *queueStatements
+
+func statementsFor(sh queueShape) *queueStatements {
+	if st, ok := queueSQL.Load(sh); ok {
+		return st.(*queueStatements)
+	}
+	st := &queueStatements{}
+	if sh.with {
+		stmt := "WITH "
+		if sh.audit > 0 {
+			stmt += "a AS (" + auditInsert + values(sh.audit, 1, 1) + "), "
+		}
+		first := sh.audit + 1
+		st.with = stmt + "o AS (" + outboxInsert + values(sh.mail, outboxWidth, first) + ") " +
+			notificationInsert + values(sh.mail, notificationWidth, first+sh.mail*outboxWidth)
+	} else {
+		st.audit = auditInsert + values(sh.audit, 1, 1)
+		st.outbox = outboxInsert + values(sh.mail, outboxWidth, 1)
+		st.notes = notificationInsert + values(sh.mail, notificationWidth, 1)
+	}
+	v, _ := queueSQL.LoadOrStore(sh, st)
+	return v.(*queueStatements)
 }
 
 // flushQueued writes the transaction's queued inserts, in the order they
@@ -98,70 +149,43 @@ func (s queries) flushQueued(ctx context.Context) error {
 	}
 	q := s.queue
 	for len(q.audit) > 0 || len(q.mail) > 0 {
-		na, nm := 0, 0
+		sh := queueShape{with: s.d.InsertInWith && len(q.mail) > 0}
 		if len(q.audit) > 0 {
-			na = rowsPerStatement(len(q.audit))
+			sh.audit = rowsPerStatement(len(q.audit))
 		}
 		if len(q.mail) > 0 {
-			nm = rowsPerStatement(len(q.mail))
+			sh.mail = rowsPerStatement(len(q.mail))
 		}
-		var audit, outbox, notes strings.Builder
-		var auditArgs, outboxArgs, noteArgs []any
-		p := 1
-		if na > 0 {
-			audit.WriteString(auditInsert)
-			p = values(&audit, na, 1, p)
-			for _, d := range q.audit[:na] {
-				auditArgs = append(auditArgs, d)
-			}
+		st := statementsFor(sh)
+		auditArgs := make([]any, 0, sh.audit)
+		for _, d := range q.audit[:sh.audit] {
+			auditArgs = append(auditArgs, d)
 		}
-		if nm > 0 {
-			if !s.d.InsertInWith {
-				p = 1 // statements of their own
-			}
-			outbox.WriteString(outboxInsert)
-			p = values(&outbox, nm, 6, p)
-			if !s.d.InsertInWith {
-				p = 1
-			}
-			notes.WriteString(notificationInsert)
-			values(&notes, nm, 12, p)
-			for _, qm := range q.mail[:nm] {
-				outboxArgs = append(outboxArgs, qm.outboxArgs()...)
-			}
-			for _, qm := range q.mail[:nm] {
-				noteArgs = append(noteArgs, qm.notificationArgs()...)
-			}
+		var outbox, notes []any
+		for _, qm := range q.mail[:sh.mail] {
+			outbox = append(outbox, outboxArgs(qm.m)...)
+			notes = append(notes, notificationArgs(qm.n)...)
 		}
-		switch {
-		case nm == 0:
-			if _, err := s.q.ExecContext(ctx, audit.String(), auditArgs...); err != nil {
-				return s.wrap("add audit event", err)
-			}
-		case s.d.InsertInWith:
-			stmt := "WITH "
-			if na > 0 {
-				stmt += "a AS (" + audit.String() + "), "
-			}
-			stmt += "o AS (" + outbox.String() + ") " + notes.String()
-			args := append(append(auditArgs, outboxArgs...), noteArgs...)
-			if _, err := s.q.ExecContext(ctx, stmt, args...); err != nil {
+		if sh.with {
+			if _, err := s.q.ExecContext(ctx, st.with, slices.Concat(auditArgs, outbox, notes)...); err != nil {
 				return s.wrap("add audit events and outbox messages", err)
 			}
-		default:
-			if na > 0 {
-				if _, err := s.q.ExecContext(ctx, audit.String(), auditArgs...); err != nil {
+		} else {
+			if sh.audit > 0 {
+				if _, err := s.q.ExecContext(ctx, st.audit, auditArgs...); err != nil {
 					return s.wrap("add audit event", err)
 				}
 			}
-			if _, err := s.q.ExecContext(ctx, outbox.String(), outboxArgs...); err != nil {
-				return s.wrap("add outbox message", err)
-			}
-			if _, err := s.q.ExecContext(ctx, notes.String(), noteArgs...); err != nil {
-				return s.wrap("add notification", err)
+			if sh.mail > 0 {
+				if _, err := s.q.ExecContext(ctx, st.outbox, outbox...); err != nil {
+					return s.wrap("add outbox message", err)
+				}
+				if _, err := s.q.ExecContext(ctx, st.notes, notes...); err != nil {
+					return s.wrap("add notification", err)
+				}
 			}
 		}
-		q.audit, q.mail = q.audit[na:], q.mail[nm:]
+		q.audit, q.mail = q.audit[sh.audit:], q.mail[sh.mail:]
 	}
 	return nil
 }

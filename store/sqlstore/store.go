@@ -904,8 +904,7 @@ func (s queries) AddOutboxMessage(ctx context.Context, m *recourse.OutboxMessage
 	if m.ID == "" {
 		m.ID = outboxID()
 	}
-	_, err := s.q.ExecContext(ctx, `INSERT INTO outbox (id, account_id, to_address, subject, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)`,
-		m.ID, m.AccountID, m.To, m.Subject, m.Body, utc(m.CreatedAt))
+	_, err := s.q.ExecContext(ctx, outboxInsertOne, outboxArgs(m)...)
 	return s.wrap("add outbox message", err)
 }
 
