@@ -128,7 +128,7 @@ func (s *Service) emit(ctx context.Context, tx recourse.Tx, event string, data m
 	if s.notify.deliveries == nil {
 		return nil
 	}
-	eps, err := tx.WebhookEndpoints(ctx)
+	eps, err := s.routes.endpoints(ctx, tx)
 	if err != nil {
 		return err
 	}
@@ -151,6 +151,66 @@ func (s *Service) emit(ctx context.Context, tx recourse.Tx, event string, data m
 		}
 	}
 	return nil
+}
+
+// webhookRoutesTTL bounds how long a change to the endpoints made by
+// another replica may go unseen by this one's emit.
+const webhookRoutesTTL = 2 * time.Second
+
+// webhookRoutes keeps the endpoint list emit routes events by. Nearly every
+// transaction of a recovery emits an event, and the list changes seldom:
+// reading it each time was a statement in every such transaction, on
+// SQLite's one writer (docs/benchmarks.md, change 34). A change made
+// through this service is seen by the next emit (the generation moves once
+// the change is committed); one made by another replica within
+// webhookRoutesTTL. Whom a call goes to is decided again at delivery, so a
+// deleted or disabled endpoint is never called.
+type webhookRoutes struct {
+	mu       sync.Mutex
+	gen      uint64 // moved after every change to the endpoints made here
+	eps      []*recourse.WebhookEndpoint
+	epsGen   uint64
+	loadedAt time.Time // zero: nothing loaded
+	now      func() time.Time // nil: time.Now (tests move it)
+}
+
+func (w *webhookRoutes) clock() time.Time {
+	if w.now != nil {
+		return w.now()
+	}
+	return time.Now()
+}
+
+// endpoints returns the endpoint list, read through tx when the copy kept
+// is stale. The list is shared: callers MUST NOT modify it.
+func (w *webhookRoutes) endpoints(ctx context.Context, tx recourse.Tx) ([]*recourse.WebhookEndpoint, error) {
+	w.mu.Lock()
+	gen := w.gen
+	if !w.loadedAt.IsZero() && w.epsGen == gen && w.clock().Sub(w.loadedAt) < webhookRoutesTTL {
+		eps := w.eps
+		w.mu.Unlock()
+		return eps, nil
+	}
+	w.mu.Unlock()
+	at := w.clock()
+	eps, err := tx.WebhookEndpoints(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w.mu.Lock()
+	if w.gen == gen { // no change was committed while it was read
+		w.eps, w.epsGen, w.loadedAt = eps, gen, at
+	}
+	w.mu.Unlock()
+	return eps, nil
+}
+
+// changed makes the next emit read the endpoints again. Call it after the
+// transaction that changed them has ended, whatever its outcome.
+func (w *webhookRoutes) changed() {
+	w.mu.Lock()
+	w.gen++
+	w.mu.Unlock()
 }
 
 // recoveryData is what webhook events say about a request.
@@ -287,6 +347,9 @@ func (s *Service) finishDelivery(ctx context.Context, n *recourse.Notification, 
 		}
 	}
 	attempts, failures, done := 0, 0, false
+	if errors.Is(sendErr, notify.ErrGone) {
+		defer s.routes.changed() // the endpoint is disabled below
+	}
 	err := s.store.InTx(ctx, func(tx recourse.Tx) error {
 		var err error
 		attempts, err = tx.RecordDeliveryAttempt(ctx, n.ID, state, errText, now)

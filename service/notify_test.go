@@ -193,6 +193,81 @@ func TestOutboxMessagesAreWrittenOnce(t *testing.T) {
 	}
 }
 
+// TestWebhookRoutes: emit routes by a kept copy of the endpoints. A change
+// made through the service is routed by at once; one made elsewhere (another
+// replica, here the store directly) within webhookRoutesTTL.
+func TestWebhookRoutes(t *testing.T) {
+	f, c, d, admin := notifyFixture(t)
+	ctx := t.Context()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	f.svc.routes.now = func() time.Time { return now }
+	queued := func() int {
+		t.Helper()
+		before := len(d.ids)
+		if err := f.svc.RecordPolicyLoad(ctx, "", "policy.yaml", false, "bad"); err != nil {
+			t.Fatal(err)
+		}
+		return len(d.ids) - before
+	}
+	if n := queued(); n != 0 {
+		t.Fatalf("%d calls queued without an endpoint", n)
+	}
+	hook, _, err := f.svc.CreateWebhook(ctx, admin, "https://siem.example.com/hooks", []string{"security.*"}, Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := queued(); n != 1 {
+		t.Fatalf("%d calls queued right after CreateWebhook, want 1", n)
+	}
+	// Disabled by another replica: routed to until the copy is too old.
+	setDisabled := func(disabled bool) {
+		t.Helper()
+		err := f.store.InTx(ctx, func(tx recourse.Tx) error {
+			e, err := tx.WebhookEndpoint(ctx, hook.ID)
+			if err != nil {
+				return err
+			}
+			e.DisabledAt, e.DisabledReason = nil, ""
+			if disabled {
+				e.DisabledAt, e.DisabledReason = &now, "elsewhere"
+			}
+			return tx.UpdateWebhookEndpoint(ctx, e)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	setDisabled(true)
+	if n := queued(); n != 1 {
+		t.Fatalf("%d calls queued within the TTL of a change made elsewhere, want 1 (the kept copy)", n)
+	}
+	now = now.Add(webhookRoutesTTL)
+	if n := queued(); n != 0 {
+		t.Fatalf("%d calls queued to an endpoint disabled elsewhere after the TTL", n)
+	}
+	setDisabled(false)
+	now = now.Add(webhookRoutesTTL)
+	if n := queued(); n != 1 {
+		t.Fatalf("%d calls queued after the endpoint was enabled again elsewhere, want 1", n)
+	}
+	// A 410 Gone disables it here: no call is queued from the next event on.
+	c.errs = []error{notify.ErrGone}
+	if err := f.svc.DeliverNotification(ctx, d.ids[len(d.ids)-1], false); !errors.Is(err, ErrUndeliverable) {
+		t.Fatalf("DeliverNotification = %v", err)
+	}
+	if n := queued(); n != 0 {
+		t.Fatalf("%d calls queued right after a 410 Gone disabled the endpoint", n)
+	}
+	// Deleted here: none either, even once enabled elsewhere meanwhile.
+	setDisabled(false)
+	if err := f.svc.DeleteWebhook(ctx, admin, hook.ID, Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := queued(); n != 0 {
+		t.Fatalf("%d calls queued right after DeleteWebhook", n)
+	}
+}
+
 func TestWebhookRotationOverlap(t *testing.T) {
 	f, c, d, admin := notifyFixture(t)
 	ctx := t.Context()

@@ -175,6 +175,8 @@ type Service struct {
 	notify    notifier // delivery of mail and webhooks (notify.go)
 	// requirements caches decoded request requirements (recovery.go).
 	requirements requirementCache
+	// routes caches the webhook endpoints events are routed to (notify.go).
+	routes webhookRoutes
 }
 
 // Options wire the service's dependencies.

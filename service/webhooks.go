@@ -136,6 +136,7 @@ func (s *Service) CreateWebhook(ctx context.Context, p *Principal, rawURL string
 	e := &recourse.WebhookEndpoint{ID: recourse.NewID("whk_"), URL: rawURL, Events: slices.Clone(events), Source: recourse.WebhookFromAPI,
 		CreatedAt: now, UpdatedAt: now}
 	e.Secret = s.sealer.Seal(key, webhookSecretAD(e.ID))
+	defer s.routes.changed()
 	err := s.store.InTx(ctx, func(tx recourse.Tx) error {
 		if err := tx.CreateWebhookEndpoint(ctx, e); err != nil {
 			return err
@@ -160,6 +161,7 @@ func (s *Service) RotateWebhookSecret(ctx context.Context, p *Principal, id stri
 	}
 	secret := notify.NewSecret()
 	key, _ := notify.ParseSecret(secret)
+	defer s.routes.changed()
 	err := s.store.InTx(ctx, func(tx recourse.Tx) error {
 		e, err := tx.WebhookEndpoint(ctx, id)
 		if err != nil {
@@ -203,6 +205,7 @@ func (s *Service) DeleteWebhook(ctx context.Context, p *Principal, id string, me
 	if err := s.requireWebhookAdmin(p); err != nil {
 		return err
 	}
+	defer s.routes.changed()
 	err := s.store.InTx(ctx, func(tx recourse.Tx) error {
 		e, err := tx.WebhookEndpoint(ctx, id)
 		if err != nil {
@@ -239,6 +242,7 @@ func configWebhookID(rawURL string) string {
 // overlap, and an endpoint a 410 Gone disabled is enabled again). Each
 // change is audited as the system's.
 func (s *Service) syncConfigWebhooks(ctx context.Context, hooks []notify.WebhookConfig) error {
+	defer s.routes.changed()
 	err := s.store.InTx(ctx, func(tx recourse.Tx) error {
 		stored, err := tx.WebhookEndpoints(ctx)
 		if err != nil {
