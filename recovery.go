@@ -164,9 +164,11 @@ type RecoveryTx interface {
 	// voted on this change.
 	AddRecoveryVote(ctx context.Context, v *RecoveryVote) error
 	RecoveryVotes(ctx context.Context, requestID string) ([]*RecoveryVote, error)
-	// RecoveryProof returns what RecoveryEvidence and RecoveryVotes return,
-	// in one read: what a request's state is decided from.
-	RecoveryProof(ctx context.Context, requestID string) ([]*RecoveryEvidence, []*RecoveryVote, error)
+	// RecoveryProof returns what RecoveryEvidence and RecoveryVotes return
+	// for a request, and the kinds of its subject's (accountID's) active
+	// authenticators, in one read: what a request's state, and what its
+	// browser is offered, are decided from.
+	RecoveryProof(ctx context.Context, requestID, accountID string) (*RecoveryProof, error)
 
 	CreateChallenge(ctx context.Context, c *Challenge) error
 	// TakeChallengeAttempts atomically counts one attempt against every
@@ -208,3 +210,13 @@ const (
 	ActionRecoveryCancel   = "recovery.cancel"
 	ActionCallerVerify     = "helpdesk.verify_caller"
 )
+
+// RecoveryProof is a request's evidence and votes with what else its
+// subject could prove (RecoveryTx.RecoveryProof).
+type RecoveryProof struct {
+	Evidence []*RecoveryEvidence
+	Votes    []*RecoveryVote
+	// Means are the kinds of the subject's active authenticators, each
+	// once, in kind order: the possession the subject could still prove.
+	Means []AuthenticatorKind
+}

@@ -44,17 +44,13 @@ func (s *Service) approvalItem(ctx context.Context, tx recourse.Tx, p *Principal
 	if len(roles) == 0 {
 		return nil, errNotApprover
 	}
-	ev, labels, err := s.evidenceOf(ctx, tx, r)
-	if err != nil {
-		return nil, err
-	}
-	votes, err := tx.RecoveryVotes(ctx, r.ID)
+	proof, err := s.evidenceOf(ctx, tx, r)
 	if err != nil {
 		return nil, err
 	}
 	item := &ApprovalItem{Request: r, Subject: subject, Roles: roles, Requirement: policy.Describe(req.Evidence),
-		Evidence: labels, Missing: policy.Satisfied(req, ev).Missing}
-	for _, v := range votes {
+		Evidence: proof.labels, Missing: policy.Satisfied(req, proof.ev).Missing}
+	for _, v := range proof.votes {
 		if v.ChangeDigest != r.ChangeDigest {
 			continue // a vote on an earlier version of the change is void
 		}

@@ -469,16 +469,24 @@ func (c *requirementCache) decode(raw []byte) (*policy.Requirement, error) {
 	return req, nil
 }
 
+// proof is what evidenceOf gathers for a request.
+type proof struct {
+	ev     policy.Evidence // its evidence and the approving votes on its current change
+	labels []string        // ev, as its browser is told
+	votes  []*recourse.RecoveryVote
+	means  []recourse.AuthenticatorKind // the subject's active authenticators' kinds
+}
+
 // evidenceOf gathers a request's evidence and the approving votes on its
-// current change.
-func (s *Service) evidenceOf(ctx context.Context, tx recourse.Tx, r *recourse.Recovery) (policy.Evidence, []string, error) {
+// current change, in one read with what else its subject could prove.
+func (s *Service) evidenceOf(ctx context.Context, tx recourse.Tx, r *recourse.Recovery) (proof, error) {
 	var ev policy.Evidence
 	var labels []string
-	rows, votes, err := tx.RecoveryProof(ctx, r.ID)
+	p, err := tx.RecoveryProof(ctx, r.ID, r.AccountID)
 	if err != nil {
-		return ev, nil, err
+		return proof{}, err
 	}
-	for _, e := range rows {
+	for _, e := range p.Evidence {
 		switch e.Kind {
 		case "code":
 			var c policy.Code
@@ -509,13 +517,13 @@ func (s *Service) evidenceOf(ctx context.Context, tx recourse.Tx, r *recourse.Re
 			}
 		}
 	}
-	for _, v := range votes {
+	for _, v := range p.Votes {
 		if v.ChangeDigest == r.ChangeDigest && v.Vote == "approve" {
 			ev.Approvals = append(ev.Approvals, policy.Approval{ApproverID: v.ApproverID, Roles: v.Roles})
 			labels = append(labels, "approval")
 		}
 	}
-	return ev, labels, nil
+	return proof{ev: ev, labels: labels, votes: p.Votes, means: p.Means}, nil
 }
 
 // RecoveryStatus returns what the browser that drives the request may see.
@@ -530,20 +538,19 @@ func (s *Service) RecoveryStatus(ctx context.Context, id, secret string) (*Recov
 	if err != nil {
 		return nil, internal("read recovery", err)
 	}
-	ev, labels, err := s.evidenceOf(ctx, s.store, r)
+	p, err := s.evidenceOf(ctx, s.store, r)
 	if err != nil {
 		return nil, internal("read evidence", err)
 	}
-	return s.viewOf(ctx, r, ev, labels)
+	return s.viewOf(r, p)
 }
 
 // evidenceSeen is what a transaction that recorded evidence saw last: the
 // request in its new state and all its evidence. The status the submitting
 // browser gets back is built from it (viewOf) instead of read again.
 type evidenceSeen struct {
-	r      *recourse.Recovery
-	ev     policy.Evidence
-	labels []string
+	r *recourse.Recovery
+	proof
 }
 
 // statusAfter is the status of request id for its browser right after a
@@ -553,12 +560,12 @@ func (s *Service) statusAfter(ctx context.Context, id, secret string, seen *evid
 	if seen.r == nil {
 		return s.RecoveryStatus(ctx, id, secret)
 	}
-	return s.viewOf(ctx, seen.r, seen.ev, seen.labels)
+	return s.viewOf(seen.r, seen.proof)
 }
 
-// viewOf is what the browser of r, which holds evidence ev (labelled
-// labels), may see.
-func (s *Service) viewOf(ctx context.Context, r *recourse.Recovery, ev policy.Evidence, labels []string) (*RecoveryView, error) {
+// viewOf is what the browser of r, which holds the evidence in p, may see.
+func (s *Service) viewOf(r *recourse.Recovery, p proof) (*RecoveryView, error) {
+	ev, labels := p.ev, p.labels
 	view := &RecoveryView{ID: r.ID, State: recourse.RecoveryCollecting}
 	if len(labels) == 0 && r.Initiator == "self" {
 		return view, nil
@@ -575,19 +582,9 @@ func (s *Service) viewOf(ctx context.Context, r *recourse.Recovery, ev policy.Ev
 		view.Requirement = policy.Describe(req.Evidence)
 		res := policy.Satisfied(req, ev)
 		view.Missing = res.Missing
-		hasTOTP, hasCodes, hasKey := false, false, false
-		auths, err := s.store.Authenticators(ctx, r.AccountID)
-		if err != nil {
-			return nil, internal("list authenticators", err)
-		}
-		for _, au := range auths {
-			if au.Status == recourse.AuthActive {
-				hasTOTP = hasTOTP || au.Kind == recourse.AuthTOTP
-				hasCodes = hasCodes || au.Kind == recourse.AuthRecoveryCodes
-				hasKey = hasKey || au.Kind == recourse.AuthWebAuthn
-			}
-		}
-		view.CanTOTP, view.CanRecoveryCode, view.CanPasskey = hasTOTP, hasCodes, hasKey && s.webauthn != nil
+		view.CanTOTP = slices.Contains(p.means, recourse.AuthTOTP)
+		view.CanRecoveryCode = slices.Contains(p.means, recourse.AuthRecoveryCodes)
+		view.CanPasskey = slices.Contains(p.means, recourse.AuthWebAuthn) && s.webauthn != nil
 		view.CanContinue = view.State == recourse.RecoveryReady
 	}
 	return view, nil
@@ -950,12 +947,13 @@ func (s *Service) advanceSeen(ctx context.Context, tx recourse.Tx, r *recourse.R
 	if err != nil {
 		return err
 	}
-	ev, labels, err := s.evidenceOf(ctx, tx, r)
+	p, err := s.evidenceOf(ctx, tx, r)
 	if err != nil {
 		return err
 	}
+	ev := p.ev
 	if seen != nil {
-		*seen = evidenceSeen{r: r, ev: ev, labels: labels} // transition below changes r in place
+		*seen = evidenceSeen{r: r, proof: p} // transition below changes r in place
 	}
 	switch r.State {
 	case recourse.RecoveryCollecting, recourse.RecoveryAwaitingApproval:

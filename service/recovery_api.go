@@ -51,10 +51,11 @@ func (s *Service) mayFollow(ctx context.Context, p *Principal, r *recourse.Recov
 }
 
 func (s *Service) report(ctx context.Context, r *recourse.Recovery) (*RecoveryReport, error) {
-	ev, labels, err := s.evidenceOf(ctx, s.store, r)
+	p, err := s.evidenceOf(ctx, s.store, r)
 	if err != nil {
 		return nil, internal("read evidence", err)
 	}
+	ev, labels := p.ev, p.labels
 	rep := &RecoveryReport{Request: r, State: s.effectiveState(r), Evidence: labels, Approvals: len(ev.Approvals), Claimed: len(r.BrowserHash) > 0}
 	if rep.State.Open() {
 		req, err := s.requirementOf(r)

@@ -50,10 +50,11 @@ func (s *Service) AgentRecovery(ctx context.Context, agent *Principal, id string
 	if err != nil {
 		return nil, internal("read request", err)
 	}
-	ev, labels, err := s.evidenceOf(ctx, s.store, r)
+	p, err := s.evidenceOf(ctx, s.store, r)
 	if err != nil {
 		return nil, internal("read evidence", err)
 	}
+	ev, labels := p.ev, p.labels
 	v := &AgentRecoveryView{Request: r, State: s.effectiveState(r), Evidence: labels, Approvals: len(ev.Approvals)}
 	if r.State.Open() {
 		req, err := s.requirementOf(r)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -220,38 +221,51 @@ func (s queries) RecoveryVotes(ctx context.Context, requestID string) ([]*recour
 // RecoveryProof reads the evidence and the votes in one statement (on
 // PostgreSQL a statement is a round trip, and every submission and status
 // read needs both): the two tables' rows in common columns, evidence first.
-func (s queries) RecoveryProof(ctx context.Context, requestID string) ([]*recourse.RecoveryEvidence, []*recourse.RecoveryVote, error) {
+func (s queries) RecoveryProof(ctx context.Context, requestID, accountID string) (*recourse.RecoveryProof, error) {
+	// The third part lists the subject's active authenticators (a
+	// handful); Means keeps each kind once.
 	rows, err := s.q.QueryContext(ctx, `SELECT 0 AS k, id, kind, detail, actor_id, '' AS change_digest, '' AS roles, '' AS comment, created_at
         FROM recovery_evidence WHERE request_id = $1
         UNION ALL
         SELECT 1, 0, vote, NULL, approver_id, change_digest, CAST(roles AS TEXT), comment, created_at
         FROM recovery_votes WHERE request_id = $1
-        ORDER BY 1, 2, 9, 5`, requestID)
+        UNION ALL
+        SELECT 2, 0, kind, NULL, '', '', '', '', created_at
+        FROM authenticators WHERE account_id = $2 AND status = 'active'
+        ORDER BY 1, 2, 9, 5`, requestID, accountID)
 	if err != nil {
-		return nil, nil, s.wrap("read evidence and votes", err)
+		return nil, s.wrap("read evidence and votes", err)
 	}
 	defer rows.Close()
-	var evidence []*recourse.RecoveryEvidence
-	var votes []*recourse.RecoveryVote
+	p := &recourse.RecoveryProof{}
 	for rows.Next() {
 		var k, id int64
 		var what, who, digest, roles, comment string
 		var detail []byte
 		var at time.Time
 		if err := rows.Scan(&k, &id, &what, &detail, &who, &digest, &roles, &comment, &at); err != nil {
-			return nil, nil, s.wrap("read evidence and votes", err)
+			return nil, s.wrap("read evidence and votes", err)
 		}
-		if k == 0 {
-			evidence = append(evidence, &recourse.RecoveryEvidence{ID: id, RequestID: requestID, Kind: what, Detail: detail, ActorID: who, CreatedAt: utc(at)})
-			continue
+		switch k {
+		case 0:
+			p.Evidence = append(p.Evidence, &recourse.RecoveryEvidence{ID: id, RequestID: requestID, Kind: what, Detail: detail, ActorID: who, CreatedAt: utc(at)})
+		case 1:
+			v := &recourse.RecoveryVote{RequestID: requestID, ApproverID: who, ChangeDigest: digest, Vote: what, Comment: comment, CreatedAt: utc(at)}
+			if v.Roles, err = parseList(roles); err != nil {
+				return nil, err
+			}
+			p.Votes = append(p.Votes, v)
+		default:
+			if !slices.Contains(p.Means, recourse.AuthenticatorKind(what)) {
+				p.Means = append(p.Means, recourse.AuthenticatorKind(what))
+			}
 		}
-		v := &recourse.RecoveryVote{RequestID: requestID, ApproverID: who, ChangeDigest: digest, Vote: what, Comment: comment, CreatedAt: utc(at)}
-		if v.Roles, err = parseList(roles); err != nil {
-			return nil, nil, err
-		}
-		votes = append(votes, v)
 	}
-	return evidence, votes, s.wrap("read evidence and votes", rows.Err())
+	if err := rows.Err(); err != nil {
+		return nil, s.wrap("read evidence and votes", err)
+	}
+	slices.Sort(p.Means)
+	return p, nil
 }
 
 const challengeColumns = `id, request_id, channel_id, kind, code_hash, attempts, expires_at, used_at, created_at`

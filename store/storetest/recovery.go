@@ -359,10 +359,26 @@ func testOneAccessPass(t *testing.T, s recourse.Store) {
 
 // testRecoveryProof: one read returns exactly what RecoveryEvidence and
 // RecoveryVotes return, in their orders: evidence by id, votes by time
-// then approver, for a request with both, with only one kind, and with none.
+// then approver, for a request with both, with only one kind, and with none;
+// and the kinds of the subject's active authenticators, each once, sorted.
 func testRecoveryProof(t *testing.T, s recourse.Store) {
 	ctx := t.Context()
 	mustCreate(t, s, NewAccount("a"))
+	mustCreate(t, s, NewAccount("other"))
+	// The subject's active authenticators, two keys of one kind; a revoked
+	// app and another account's do not count.
+	for i, au := range []*recourse.Authenticator{
+		{AccountID: "a", Kind: recourse.AuthWebAuthn, Status: recourse.AuthActive, CredentialID: []byte{1}, CreatedAt: T0},
+		{AccountID: "a", Kind: recourse.AuthPassword, Status: recourse.AuthActive, CreatedAt: T0.Add(time.Second)},
+		{AccountID: "a", Kind: recourse.AuthWebAuthn, Status: recourse.AuthActive, CredentialID: []byte{2}, CreatedAt: T0.Add(2 * time.Second)},
+		{AccountID: "a", Kind: recourse.AuthTOTP, Status: recourse.AuthRevoked, CreatedAt: T0},
+		{AccountID: "other", Kind: recourse.AuthRecoveryCodes, Status: recourse.AuthActive, CreatedAt: T0},
+	} {
+		au.Secret = []byte(fmt.Sprint(i))
+		if err := s.CreateAuthenticator(ctx, au); err != nil {
+			t.Fatal(err)
+		}
+	}
 	both, evidenceOnly, votesOnly, none := newRecovery(t, s, "a"), newRecovery(t, s, "a"), newRecovery(t, s, "a"), newRecovery(t, s, "a")
 	for i, kind := range []string{"possession", "code", "attestation"} {
 		for _, r := range []*recourse.Recovery{both, evidenceOnly} {
@@ -385,6 +401,7 @@ func testRecoveryProof(t *testing.T, s recourse.Store) {
 			}
 		}
 	}
+	wantMeans := []recourse.AuthenticatorKind{recourse.AuthPassword, recourse.AuthWebAuthn}
 	for name, r := range map[string]*recourse.Recovery{"both": both, "evidence only": evidenceOnly, "votes only": votesOnly, "none": none} {
 		ev, err := s.RecoveryEvidence(ctx, r.ID)
 		if err != nil {
@@ -394,24 +411,32 @@ func testRecoveryProof(t *testing.T, s recourse.Store) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		gotEv, gotVotes, err := s.RecoveryProof(ctx, r.ID)
+		got, err := s.RecoveryProof(ctx, r.ID, r.AccountID)
 		if err != nil {
 			t.Fatalf("%s: RecoveryProof: %v", name, err)
 		}
-		if !reflect.DeepEqual(gotEv, ev) {
-			t.Errorf("%s: evidence %s, want %s", name, show(gotEv), show(ev))
+		if !reflect.DeepEqual(got.Evidence, ev) {
+			t.Errorf("%s: evidence %s, want %s", name, show(got.Evidence), show(ev))
 		}
-		if !reflect.DeepEqual(gotVotes, votes) {
-			t.Errorf("%s: votes %s, want %s", name, show(gotVotes), show(votes))
+		if !reflect.DeepEqual(got.Votes, votes) {
+			t.Errorf("%s: votes %s, want %s", name, show(got.Votes), show(votes))
+		}
+		if !slices.Equal(got.Means, wantMeans) {
+			t.Errorf("%s: means %v, want %v", name, got.Means, wantMeans)
 		}
 	}
-	ev, votes, _ := s.RecoveryProof(ctx, both.ID)
+	p, _ := s.RecoveryProof(ctx, both.ID, both.AccountID)
+	ev, votes := p.Evidence, p.Votes
 	if len(ev) != 3 || ev[0].Kind != "possession" || string(ev[2].Detail) != `{"n":2}` || ev[1].ActorID != "agent1" {
 		t.Errorf("evidence = %s", show(ev))
 	}
 	if len(votes) != 3 || votes[0].ApproverID != "z" || votes[1].ApproverID != "a2" || votes[2].Vote != "deny" ||
 		!slices.Equal(votes[0].Roles, []string{"manager", "sponsor"}) || votes[0].Comment != "ok" || !votes[1].CreatedAt.Equal(T0.Add(time.Second)) {
 		t.Errorf("votes = %s", show(votes))
+	}
+	// An account without authenticators, a request without anything.
+	if p, err := s.RecoveryProof(ctx, "rr_missing", "nobody"); err != nil || len(p.Evidence)+len(p.Votes)+len(p.Means) != 0 {
+		t.Errorf("RecoveryProof of nothing = %+v, %v", p, err)
 	}
 }
 
