@@ -724,8 +724,8 @@ func (s *Service) submitTOTP(ctx context.Context, id, secret, code string, meta 
 }
 
 // subjectRead is a transaction that answers a read of one account, the
-// subject of a request, with the copy read just before the transaction
-// began, instead of reading it again: a submission reads the subject to
+// subject of a request, and of its channels, with the copy read just
+// before the transaction began, instead of reading them again: a submission reads the subject to
 // refuse a locked-out or frozen account, and the transition its evidence
 // may cause reads it for the notices. (A read inside the transaction is
 // no fresher on PostgreSQL, where it takes no lock; it costs a round
@@ -744,6 +744,19 @@ func (t subjectRead) Account(ctx context.Context, id string) (*recourse.Account,
 	}
 	c := *t.a
 	return &c, nil
+}
+
+// Channel answers a read of one of the subject's channels from the same
+// copy: the age of the channel a code went to is evidence.
+func (t subjectRead) Channel(ctx context.Context, id string) (*recourse.Channel, error) {
+	for _, chs := range [][]recourse.Channel{t.a.Emails, t.a.Phones} {
+		for _, c := range chs {
+			if c.ID == id {
+				return &c, nil
+			}
+		}
+	}
+	return t.Tx.Channel(ctx, id)
 }
 
 // submitSavedRecoveryCode uses up one of the account's saved recovery codes.

@@ -1,0 +1,46 @@
+package service
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/recourse/recourse"
+)
+
+// TestSubjectReadAnswersFromItsCopy: reads of the subject and its channels
+// come from the copy; anything else is read from the store.
+func TestSubjectReadAnswersFromItsCopy(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	verified := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	copyOf := &recourse.Account{ID: "subject",
+		Emails: []recourse.Channel{{ID: "ch_mail", AccountID: "subject", Kind: recourse.ChannelEmail, Address: "copy@example.com", VerifiedAt: &verified}},
+		Phones: []recourse.Channel{{ID: "ch_phone", AccountID: "subject", Kind: recourse.ChannelPhone, Address: "+15550100"}}}
+	err := f.store.InTx(ctx, func(tx recourse.Tx) error {
+		st := subjectRead{Tx: tx, a: copyOf}
+		a, err := st.Account(ctx, "subject")
+		if err != nil || a == copyOf || a.ID != "subject" {
+			t.Errorf("Account(subject) = %p %v, want a copy of %p", a, err, copyOf)
+		}
+		if _, err := st.Account(ctx, "someone-else"); !errors.Is(err, recourse.ErrNotFound) {
+			t.Errorf("Account(someone-else) = %v, want the store's ErrNotFound", err)
+		}
+		for _, tc := range []struct{ id, address string }{{"ch_mail", "copy@example.com"}, {"ch_phone", "+15550100"}} {
+			c, err := st.Channel(ctx, tc.id)
+			if err != nil || c.Address != tc.address {
+				t.Errorf("Channel(%s) = %+v, %v", tc.id, c, err)
+			}
+		}
+		if c, _ := st.Channel(ctx, "ch_mail"); c.VerifiedAt == nil || !c.VerifiedAt.Equal(verified) {
+			t.Errorf("Channel(ch_mail) lost its verification time: %+v", c)
+		}
+		if _, err := st.Channel(ctx, "ch_other"); !errors.Is(err, recourse.ErrNotFound) {
+			t.Errorf("Channel(ch_other) = %v, want the store's ErrNotFound", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
