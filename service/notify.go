@@ -170,7 +170,7 @@ type webhookRoutes struct {
 	gen      uint64 // moved after every change to the endpoints made here
 	eps      []*recourse.WebhookEndpoint
 	epsGen   uint64
-	loadedAt time.Time // zero: nothing loaded
+	loadedAt time.Time        // zero: nothing loaded
 	now      func() time.Time // nil: time.Now (tests move it)
 }
 
