@@ -627,6 +627,7 @@ func (s *Service) checkChallenge(ctx context.Context, r *recourse.Recovery, code
 	if a.RecoveryFailures >= maxRecoveryFailures || a.FrozenAt != nil {
 		return errTooManyCodes
 	}
+	approvers := s.approverCandidates(ctx, a, r)
 	now := s.now()
 	// One transaction takes the attempt, compares, and either records the
 	// evidence or counts the failure: an attempt is never taken without
@@ -634,7 +635,7 @@ func (s *Service) checkChallenge(ctx context.Context, r *recourse.Recovery, code
 	var refused error
 	err = s.store.InTx(ctx, func(tx recourse.Tx) error {
 		refused = nil
-		tx = subjectRead{Tx: tx, a: a}
+		tx = subjectRead{Tx: tx, a: a, others: approvers}
 		cands, err := tx.TakeChallengeAttempts(ctx, r.ID, maxCodeAttempts, now)
 		if err != nil {
 			return err
@@ -724,8 +725,9 @@ func (s *Service) submitTOTP(ctx context.Context, id, secret, code string, meta 
 }
 
 // subjectRead is a transaction that answers a read of one account, the
-// subject of a request, and of its channels, with the copy read just
-// before the transaction began, instead of reading them again: a submission reads the subject to
+// subject of a request, and of its channels (and of the accounts in
+// others), with the copy read just before the transaction began, instead
+// of reading them again: a submission reads the subject to
 // refuse a locked-out or frozen account, and the transition its evidence
 // may cause reads it for the notices. (A read inside the transaction is
 // no fresher on PostgreSQL, where it takes no lock; it costs a round
@@ -733,17 +735,48 @@ func (s *Service) submitTOTP(ctx context.Context, id, secret, code string, meta 
 type subjectRead struct {
 	recourse.Tx
 	a *recourse.Account
+	// others are accounts read with it (approverCandidates), by id.
+	others map[string]*recourse.Account
 }
 
 // Unwrap gives the job queue the store's transaction.
 func (t subjectRead) Unwrap() recourse.Tx { return t.Tx }
 
 func (t subjectRead) Account(ctx context.Context, id string) (*recourse.Account, error) {
-	if id != t.a.ID {
+	a := t.others[id]
+	if id == t.a.ID {
+		a = t.a
+	}
+	if a == nil {
 		return t.Tx.Account(ctx, id)
 	}
-	c := *t.a
+	c := *a
 	return &c, nil
+}
+
+// approverCandidates reads, before a submission's transaction, the people
+// approvers would read inside it if the evidence moved request r of subject
+// a to awaiting approval (its manager, sponsor, recovery contacts and
+// owners): on SQLite those reads were time on the one writer. Only a
+// collecting request can move there; an account that cannot be read is
+// left to the transaction.
+func (s *Service) approverCandidates(ctx context.Context, a *recourse.Account, r *recourse.Recovery) map[string]*recourse.Account {
+	if r.State != recourse.RecoveryCollecting {
+		return nil
+	}
+	var out map[string]*recourse.Account
+	for _, id := range append(append([]string{a.ManagerID, a.SponsorID}, a.RecoveryContacts...), a.Owners...) {
+		if id == "" || id == a.ID || out[id] != nil {
+			continue
+		}
+		if p, err := s.store.Account(ctx, id); err == nil {
+			if out == nil {
+				out = map[string]*recourse.Account{}
+			}
+			out[id] = p
+		}
+	}
+	return out
 }
 
 // Channel answers a read of one of the subject's channels from the same

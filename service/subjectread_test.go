@@ -8,8 +8,9 @@ import (
 	"github.com/recourse/recourse"
 )
 
-// TestSubjectReadAnswersFromItsCopy: reads of the subject and its channels
-// come from the copy; anything else is read from the store.
+// TestSubjectReadAnswersFromItsCopy: reads of the subject, its channels and
+// the accounts read with it come from the copies; anything else is read
+// from the store.
 func TestSubjectReadAnswersFromItsCopy(t *testing.T) {
 	f := newFixture(t)
 	ctx := t.Context()
@@ -18,7 +19,11 @@ func TestSubjectReadAnswersFromItsCopy(t *testing.T) {
 		Emails: []recourse.Channel{{ID: "ch_mail", AccountID: "subject", Kind: recourse.ChannelEmail, Address: "copy@example.com", VerifiedAt: &verified}},
 		Phones: []recourse.Channel{{ID: "ch_phone", AccountID: "subject", Kind: recourse.ChannelPhone, Address: "+15550100"}}}
 	err := f.store.InTx(ctx, func(tx recourse.Tx) error {
-		st := subjectRead{Tx: tx, a: copyOf}
+		manager := &recourse.Account{ID: "manager", Username: "copy-of-manager"}
+		st := subjectRead{Tx: tx, a: copyOf, others: map[string]*recourse.Account{"manager": manager}}
+		if m, err := st.Account(ctx, "manager"); err != nil || m == manager || m.Username != "copy-of-manager" {
+			t.Errorf("Account(manager) = %+v, %v, want a copy of the one read before", m, err)
+		}
 		a, err := st.Account(ctx, "subject")
 		if err != nil || a == copyOf || a.ID != "subject" {
 			t.Errorf("Account(subject) = %p %v, want a copy of %p", a, err, copyOf)
