@@ -402,25 +402,25 @@ func (q *Queue) insert(ctx context.Context, tx recourse.Tx, args river.JobArgs, 
 }
 
 // ScheduleStart implements service.Scheduler. A started queue records
-// the start as pending and runs it in process as soon as tx commits;
-// River runs it only if that run has not recorded an outcome by the time
-// the start is due (direct.go, pending.go).
-func (q *Queue) ScheduleStart(ctx context.Context, tx recourse.Tx, job service.StartJob) error {
-	c, hooked := underlying[interface{ AfterCommit(func()) }](tx)
-	if !hooked || q.opts.StartsOnQueue || !q.direct.accepting() {
-		_, err := q.insert(ctx, tx, StartArgs{job}, &river.InsertOpts{MaxAttempts: startAttempts})
-		return err
-	}
-	sqlTx, err := storeTx(tx)
-	if err != nil {
-		return err
+// the start as pending and runs it in process at once; River runs it only
+// if that run has not recorded an outcome by the time the start is due
+// (direct.go, pending.go). The record is one statement on its own, not in
+// a transaction: on PostgreSQL a transaction's BEGIN and COMMIT would be
+// two round trips more for the one insert.
+func (q *Queue) ScheduleStart(ctx context.Context, job service.StartJob) error {
+	if q.opts.StartsOnQueue || !q.direct.accepting() {
+		if _, err := q.client.Insert(ctx, StartArgs{job}, &river.InsertOpts{MaxAttempts: startAttempts}); err != nil {
+			return err
+		}
+		q.wake.kick(river.QueueDefault)
+		return nil
 	}
 	due := time.Now().Add(q.opts.StartFallback)
-	id, err := addPendingStart(ctx, sqlTx, q.dialect, StartArgs{job}, due)
+	id, err := addPendingStart(ctx, q.db, q.dialect, StartArgs{job}, due)
 	if err != nil {
 		return err
 	}
-	c.AfterCommit(func() { q.direct.offer(directStart{id: id, job: job, due: due}) })
+	q.direct.offer(directStart{id: id, job: job, due: due})
 	return nil
 }
 

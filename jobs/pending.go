@@ -27,10 +27,17 @@ import (
 // and one that is never run in process — the process crashed, stopped, or
 // fell too far behind — runs on River, on any replica.
 
-// addPendingStart records a start in tx, due for River at due; it returns
-// the row's id, which is never reused. On SQLite the id is the insert's
-// rowid (RETURNING costs SQLite as much again as the insert).
-func addPendingStart(ctx context.Context, tx *sql.Tx, dialect string, args StartArgs, due time.Time) (int64, error) {
+// execQuerier is a database or a transaction.
+type execQuerier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// addPendingStart records a start through db (the database: a statement
+// of its own; or a transaction), due for River at due; it returns the
+// row's id, which is never reused. On SQLite the id is the insert's rowid
+// (RETURNING costs SQLite as much again as the insert).
+func addPendingStart(ctx context.Context, db execQuerier, dialect string, args StartArgs, due time.Time) (int64, error) {
 	b, err := json.Marshal(args)
 	if err != nil {
 		return 0, fmt.Errorf("jobs: encode start: %w", err)
@@ -39,11 +46,11 @@ func addPendingStart(ctx context.Context, tx *sql.Tx, dialect string, args Start
 	var id int64
 	if dialect == "sqlite" {
 		var res sql.Result
-		if res, err = tx.ExecContext(ctx, insert, string(b), due.UnixMilli()); err == nil {
+		if res, err = db.ExecContext(ctx, insert, string(b), due.UnixMilli()); err == nil {
 			id, err = res.LastInsertId()
 		}
 	} else {
-		err = tx.QueryRowContext(ctx, insert+` RETURNING row_id`, string(b), due.UnixMilli()).Scan(&id)
+		err = db.QueryRowContext(ctx, insert+` RETURNING row_id`, string(b), due.UnixMilli()).Scan(&id)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("jobs: record start: %w", err)

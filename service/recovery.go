@@ -22,8 +22,9 @@ import (
 // methods insert in tx, so a job exists if and only if the change that
 // needs it commits.
 type Scheduler interface {
-	// ScheduleStart queues the processing of a "Can't sign in?" request.
-	ScheduleStart(ctx context.Context, tx recourse.Tx, job StartJob) error
+	// ScheduleStart queues the processing of a "Can't sign in?" request;
+	// the job MUST be durable when it returns.
+	ScheduleStart(ctx context.Context, job StartJob) error
 	// ScheduleAdvance queues a re-evaluation of a request at a time (the end
 	// of a cooling-off). Expiries are the sweep's (Sweep).
 	ScheduleAdvance(ctx context.Context, tx recourse.Tx, requestID string, at time.Time) error
@@ -104,8 +105,7 @@ func (s *Service) StartRecovery(ctx context.Context, identifier, lost string, me
 	secret := credential.NewToken(BrowserSecretPrefix)
 	job := StartJob{RequestID: recourse.NewID("rr_"), Identifier: identifier, Lost: lost, BrowserHash: s.browserHash(secret),
 		IP: meta.IP, UserAgent: truncate(meta.UserAgent, 300), RequestTag: meta.RequestID, At: s.now()}
-	err := s.store.InTx(ctx, func(tx recourse.Tx) error { return s.scheduler.ScheduleStart(ctx, tx, job) })
-	if err != nil {
+	if err := s.scheduler.ScheduleStart(ctx, job); err != nil {
 		return nil, internal("start recovery", err)
 	}
 	return &RecoveryStart{RequestID: job.RequestID, BrowserSecret: secret}, nil

@@ -32,7 +32,7 @@ type startQueue struct {
 	jobs []service.StartJob
 }
 
-func (q *startQueue) ScheduleStart(_ context.Context, _ recourse.Tx, job service.StartJob) error {
+func (q *startQueue) ScheduleStart(_ context.Context, job service.StartJob) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.jobs = append(q.jobs, job)
