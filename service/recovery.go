@@ -18,15 +18,15 @@ import (
 	"github.com/recourse/recourse/policy"
 )
 
-// Scheduler runs the workflow's deferred work on the durable job queue. Both
-// methods insert in tx, so a job exists if and only if the change that
-// needs it commits.
+// Scheduler runs the workflow's deferred work on the durable job queue.
 type Scheduler interface {
-	// ScheduleStart queues the processing of a "Can't sign in?" request;
-	// the job MUST be durable when it returns.
+	// ScheduleStart queues the processing of a "Can't sign in?" request,
+	// which is all that answering it changes: the job MUST be durable when
+	// it returns.
 	ScheduleStart(ctx context.Context, job StartJob) error
 	// ScheduleAdvance queues a re-evaluation of a request at a time (the end
-	// of a cooling-off). Expiries are the sweep's (Sweep).
+	// of a cooling-off), in tx: the job exists if and only if the change
+	// that needs it commits. Expiries are the sweep's (Sweep).
 	ScheduleAdvance(ctx context.Context, tx recourse.Tx, requestID string, at time.Time) error
 }
 
