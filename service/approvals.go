@@ -44,13 +44,13 @@ func (s *Service) approvalItem(ctx context.Context, tx recourse.Tx, p *Principal
 	if len(roles) == 0 {
 		return nil, errNotApprover
 	}
-	proof, err := s.evidenceOf(ctx, tx, r)
+	seen, err := s.evidenceOf(ctx, tx, r)
 	if err != nil {
 		return nil, err
 	}
 	item := &ApprovalItem{Request: r, Subject: subject, Roles: roles, Requirement: policy.Describe(req.Evidence),
-		Evidence: proof.labels, Missing: policy.Satisfied(req, proof.ev).Missing}
-	for _, v := range proof.votes {
+		Evidence: seen.labels, Missing: policy.Satisfied(req, seen.ev).Missing}
+	for _, v := range seen.votes {
 		if v.ChangeDigest != r.ChangeDigest {
 			continue // a vote on an earlier version of the change is void
 		}

@@ -128,7 +128,7 @@ func (s *Service) emit(ctx context.Context, tx recourse.Tx, event string, data m
 	if s.notify.deliveries == nil {
 		return nil
 	}
-	eps, err := s.routes.endpoints(ctx, tx)
+	eps, err := s.routes.endpoints(ctx, tx, s.now())
 	if err != nil {
 		return err
 	}
@@ -170,36 +170,28 @@ type webhookRoutes struct {
 	gen      uint64 // moved after every change to the endpoints made here
 	eps      []*recourse.WebhookEndpoint
 	epsGen   uint64
-	loadedAt time.Time        // zero: nothing loaded
-	now      func() time.Time // nil: time.Now (tests move it)
-}
-
-func (w *webhookRoutes) clock() time.Time {
-	if w.now != nil {
-		return w.now()
-	}
-	return time.Now()
+	loadedAt time.Time // zero: nothing loaded
 }
 
 // endpoints returns the endpoint list, read through tx when the copy kept
-// is stale. The list is shared: callers MUST NOT modify it.
-func (w *webhookRoutes) endpoints(ctx context.Context, tx recourse.Tx) ([]*recourse.WebhookEndpoint, error) {
+// is stale at now (a clock set back makes it stale too). The list is
+// shared: callers MUST NOT modify it.
+func (w *webhookRoutes) endpoints(ctx context.Context, tx recourse.Tx, now time.Time) ([]*recourse.WebhookEndpoint, error) {
 	w.mu.Lock()
 	gen := w.gen
-	if !w.loadedAt.IsZero() && w.epsGen == gen && w.clock().Sub(w.loadedAt) < webhookRoutesTTL {
+	if age := now.Sub(w.loadedAt); !w.loadedAt.IsZero() && w.epsGen == gen && age >= 0 && age < webhookRoutesTTL {
 		eps := w.eps
 		w.mu.Unlock()
 		return eps, nil
 	}
 	w.mu.Unlock()
-	at := w.clock()
 	eps, err := tx.WebhookEndpoints(ctx)
 	if err != nil {
 		return nil, err
 	}
 	w.mu.Lock()
 	if w.gen == gen { // no change was committed while it was read
-		w.eps, w.epsGen, w.loadedAt = eps, gen, at
+		w.eps, w.epsGen, w.loadedAt = eps, gen, now
 	}
 	w.mu.Unlock()
 	return eps, nil

@@ -199,8 +199,6 @@ func TestOutboxMessagesAreWrittenOnce(t *testing.T) {
 func TestWebhookRoutes(t *testing.T) {
 	f, c, d, admin := notifyFixture(t)
 	ctx := t.Context()
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	f.svc.routes.now = func() time.Time { return now }
 	queued := func() int {
 		t.Helper()
 		before := len(d.ids)
@@ -229,7 +227,8 @@ func TestWebhookRoutes(t *testing.T) {
 			}
 			e.DisabledAt, e.DisabledReason = nil, ""
 			if disabled {
-				e.DisabledAt, e.DisabledReason = &now, "elsewhere"
+				at := f.clock.Now()
+				e.DisabledAt, e.DisabledReason = &at, "elsewhere"
 			}
 			return tx.UpdateWebhookEndpoint(ctx, e)
 		})
@@ -241,12 +240,12 @@ func TestWebhookRoutes(t *testing.T) {
 	if n := queued(); n != 1 {
 		t.Fatalf("%d calls queued within the TTL of a change made elsewhere, want 1 (the kept copy)", n)
 	}
-	now = now.Add(webhookRoutesTTL)
+	f.clock.Add(webhookRoutesTTL)
 	if n := queued(); n != 0 {
 		t.Fatalf("%d calls queued to an endpoint disabled elsewhere after the TTL", n)
 	}
 	setDisabled(false)
-	now = now.Add(webhookRoutesTTL)
+	f.clock.Add(webhookRoutesTTL)
 	if n := queued(); n != 1 {
 		t.Fatalf("%d calls queued after the endpoint was enabled again elsewhere, want 1", n)
 	}

@@ -627,7 +627,7 @@ func (s *Service) checkChallenge(ctx context.Context, r *recourse.Recovery, code
 	if a.RecoveryFailures >= maxRecoveryFailures || a.FrozenAt != nil {
 		return errTooManyCodes
 	}
-	approvers := s.approverCandidates(ctx, a, r)
+	subject := s.readSubject(ctx, a, r)
 	now := s.now()
 	// One transaction takes the attempt, compares, and either records the
 	// evidence or counts the failure: an attempt is never taken without
@@ -635,7 +635,7 @@ func (s *Service) checkChallenge(ctx context.Context, r *recourse.Recovery, code
 	var refused error
 	err = s.store.InTx(ctx, func(tx recourse.Tx) error {
 		refused = nil
-		tx = subjectRead{Tx: tx, a: a, others: approvers}
+		tx = subject.in(tx)
 		cands, err := tx.TakeChallengeAttempts(ctx, r.ID, maxCodeAttempts, now)
 		if err != nil {
 			return err
@@ -716,7 +716,7 @@ func (s *Service) submitTOTP(ctx context.Context, id, secret, code string, meta 
 		}
 		return errWrongCode
 	}
-	return s.recordEvidence(ctx, a, r.ID, meta, seen, func(tx recourse.Tx, r *recourse.Recovery) error {
+	return s.recordEvidence(ctx, s.readSubject(ctx, a, r), r.ID, meta, seen, func(tx recourse.Tx, r *recourse.Recovery) error {
 		if err := s.event(ctx, tx, au, recourse.AuthEventUsed, meta); err != nil {
 			return err
 		}
@@ -735,7 +735,7 @@ func (s *Service) submitTOTP(ctx context.Context, id, secret, code string, meta 
 type subjectRead struct {
 	recourse.Tx
 	a *recourse.Account
-	// others are accounts read with it (approverCandidates), by id.
+	// others are accounts read with it (readSubject), by id.
 	others map[string]*recourse.Account
 }
 
@@ -754,31 +754,6 @@ func (t subjectRead) Account(ctx context.Context, id string) (*recourse.Account,
 	return &c, nil
 }
 
-// approverCandidates reads, before a submission's transaction, the people
-// approvers would read inside it if the evidence moved request r of subject
-// a to awaiting approval (its manager, sponsor, recovery contacts and
-// owners): on SQLite those reads were time on the one writer. Only a
-// collecting request can move there; an account that cannot be read is
-// left to the transaction.
-func (s *Service) approverCandidates(ctx context.Context, a *recourse.Account, r *recourse.Recovery) map[string]*recourse.Account {
-	if r.State != recourse.RecoveryCollecting {
-		return nil
-	}
-	var out map[string]*recourse.Account
-	for _, id := range append(append([]string{a.ManagerID, a.SponsorID}, a.RecoveryContacts...), a.Owners...) {
-		if id == "" || id == a.ID || out[id] != nil {
-			continue
-		}
-		if p, err := s.store.Account(ctx, id); err == nil {
-			if out == nil {
-				out = map[string]*recourse.Account{}
-			}
-			out[id] = p
-		}
-	}
-	return out
-}
-
 // Channel answers a read of one of the subject's channels from the same
 // copy: the age of the channel a code went to is evidence.
 func (t subjectRead) Channel(ctx context.Context, id string) (*recourse.Channel, error) {
@@ -790,6 +765,40 @@ func (t subjectRead) Channel(ctx context.Context, id string) (*recourse.Channel,
 		}
 	}
 	return t.Tx.Channel(ctx, id)
+}
+
+// readSubject returns the copies a submission's transaction answers reads
+// from (a subjectRead without its transaction): the subject a, read just
+// before, and, for a collecting request — the only kind evidence can move
+// to awaiting approval — the people approvers would read to notify
+// (approverIDs). An account that cannot be read is left to the transaction.
+func (s *Service) readSubject(ctx context.Context, a *recourse.Account, r *recourse.Recovery) *subjectRead {
+	c := &subjectRead{a: a}
+	if r.State != recourse.RecoveryCollecting {
+		return c
+	}
+	for _, id := range approverIDs(a) {
+		if id == a.ID || c.others[id] != nil {
+			continue
+		}
+		if p, err := s.store.Account(ctx, id); err == nil {
+			if c.others == nil {
+				c.others = map[string]*recourse.Account{}
+			}
+			c.others[id] = p
+		}
+	}
+	return c
+}
+
+// in returns tx answering reads from the copies in c (nil: tx itself).
+func (c *subjectRead) in(tx recourse.Tx) recourse.Tx {
+	if c == nil {
+		return tx
+	}
+	t := *c
+	t.Tx = tx
+	return t
 }
 
 // submitSavedRecoveryCode uses up one of the account's saved recovery codes.
@@ -832,14 +841,11 @@ func (s *Service) submitSavedRecoveryCode(ctx context.Context, id, secret, code 
 }
 
 // recordEvidence adds evidence in one transaction with the state change it
-// causes and its audit event. subject, when not nil, is the request's
-// account as the caller read it just before (subjectRead).
-func (s *Service) recordEvidence(ctx context.Context, subject *recourse.Account, id string, meta Meta, seen *evidenceSeen, add func(tx recourse.Tx, r *recourse.Recovery) error, label string) error {
+// causes and its audit event. subject, when not nil, holds what the caller
+// read just before (readSubject).
+func (s *Service) recordEvidence(ctx context.Context, subject *subjectRead, id string, meta Meta, seen *evidenceSeen, add func(tx recourse.Tx, r *recourse.Recovery) error, label string) error {
 	err := s.store.InTx(ctx, func(tx recourse.Tx) error {
-		if subject != nil {
-			tx = subjectRead{Tx: tx, a: subject}
-		}
-		return s.recordEvidenceTx(ctx, tx, id, meta, seen, add, label)
+		return s.recordEvidenceTx(ctx, subject.in(tx), id, meta, seen, add, label)
 	})
 	if err != nil && recourse.ErrorCode(err) == recourse.EINTERNAL {
 		return internal("record evidence", err)
@@ -1147,6 +1153,14 @@ func (s *Service) eligibleRoles(ctx context.Context, subject, person *recourse.A
 }
 
 // approvers resolves the people who may approve r, from the directory.
+// approverIDs are the people named on subject who may approve its requests
+// (whether they may approve a given one is the policy's): its manager,
+// sponsor, recovery contacts and owners.
+func approverIDs(subject *recourse.Account) []string {
+	ids := append([]string{subject.ManagerID, subject.SponsorID}, subject.RecoveryContacts...)
+	return slices.DeleteFunc(append(ids, subject.Owners...), func(id string) bool { return id == "" })
+}
+
 func (s *Service) approvers(ctx context.Context, tx recourse.Tx, subject *recourse.Account, r *recourse.Recovery) ([]*recourse.Account, error) {
 	req, err := s.requirementOf(r)
 	if err != nil {
@@ -1163,10 +1177,8 @@ func (s *Service) approvers(ctx context.Context, tx recourse.Tx, subject *recour
 			out = append(out, a)
 		}
 	}
-	ids := append([]string{subject.ManagerID, subject.SponsorID}, subject.RecoveryContacts...)
-	ids = append(ids, subject.Owners...)
-	for _, id := range ids {
-		if id == "" || seen[id] {
+	for _, id := range approverIDs(subject) {
+		if seen[id] {
 			continue
 		}
 		if a, err := tx.Account(ctx, id); err == nil {

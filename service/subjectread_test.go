@@ -2,6 +2,7 @@ package service
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -46,6 +47,46 @@ func TestSubjectReadAnswersFromItsCopy(t *testing.T) {
 		return nil
 	})
 	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReadSubjectReadsApproversOfCollectingRequestsOnly: the people an
+// approval transition would notify are read before the transaction only
+// when the evidence can cause that transition.
+func TestReadSubjectReadsApproversOfCollectingRequestsOnly(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	f.person(t, "boss")
+	f.person(t, "friend")
+	a := f.person(t, "worker")
+	a.ManagerID, a.RecoveryContacts, a.SponsorID = "boss", []string{"friend", "boss", "ghost"}, ""
+	tests := []struct {
+		state recourse.RecoveryState
+		want  []string
+	}{
+		{recourse.RecoveryCollecting, []string{"boss", "friend"}}, // ghost cannot be read: left to the transaction
+		{recourse.RecoveryAwaitingApproval, nil},
+		{recourse.RecoveryCoolingOff, nil},
+	}
+	for _, tc := range tests {
+		c := f.svc.readSubject(ctx, a, &recourse.Recovery{State: tc.state})
+		var got []string
+		for id := range c.others {
+			got = append(got, id)
+		}
+		slices.Sort(got)
+		if c.a != a || !slices.Equal(got, tc.want) {
+			t.Errorf("%s: subject %p (want %p), others %v, want %v", tc.state, c.a, a, got, tc.want)
+		}
+	}
+	var none *subjectRead
+	if err := f.store.InTx(ctx, func(tx recourse.Tx) error {
+		if _, wrapped := none.in(tx).(subjectRead); wrapped {
+			t.Error("a nil subjectRead does not hand back the transaction")
+		}
+		return nil
+	}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -218,12 +218,12 @@ func (s queries) RecoveryVotes(ctx context.Context, requestID string) ([]*recour
 	return out, s.wrap("list votes", rows.Err())
 }
 
-// RecoveryProof reads the evidence and the votes in one statement (on
-// PostgreSQL a statement is a round trip, and every submission and status
-// read needs both): the two tables' rows in common columns, evidence first.
+// RecoveryProof reads the evidence, the votes and the subject's active
+// authenticators in one statement (on PostgreSQL a statement is a round
+// trip, and every submission and status read needs them): the three
+// tables' rows in common columns, evidence first. An account has a handful
+// of authenticators; Means keeps each kind once.
 func (s queries) RecoveryProof(ctx context.Context, requestID, accountID string) (*recourse.RecoveryProof, error) {
-	// The third part lists the subject's active authenticators (a
-	// handful); Means keeps each kind once.
 	rows, err := s.q.QueryContext(ctx, `SELECT 0 AS k, id, kind, detail, actor_id, '' AS change_digest, '' AS roles, '' AS comment, created_at
         FROM recovery_evidence WHERE request_id = $1
         UNION ALL
