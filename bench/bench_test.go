@@ -359,3 +359,16 @@ type noLauncher struct{}
 func (noLauncher) Launch(context.Context, []string, []string, io.Writer) (*Server, error) {
 	return nil, nil
 }
+
+func TestConnURL(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"postgres://postgres@127.0.0.1:5432/test?sslmode=disable", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"},
+		{"postgres://postgres@127.0.0.1:5432/test?sslmode=disable&pool_max_conns=8", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"},
+		{"postgres://u:p%40ss@h/db?pool_min_conns=2&pool_max_conns=8&search_path=s", "postgres://u:p%40ss@h/db?search_path=s"},
+		{"postgres://h/db?pool_max_conns=8", "postgres://h/db"},
+	} {
+		if got := connURL(tc.in); got != tc.want {
+			t.Errorf("connURL(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

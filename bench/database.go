@@ -35,7 +35,7 @@ func freshDatabase(ctx context.Context, dir, pgURL string) (*database, error) {
 		return &database{kind: "sqlite", flag: "sqlite:" + path, sqlitePath: path, drop: func(context.Context) error { return nil }}, nil
 	}
 	schema := "bench_" + strings.TrimPrefix(recourse.NewID(""), "_")
-	admin, err := sql.Open("pgx", pgURL)
+	admin, err := sql.Open("pgx", connURL(pgURL))
 	if err != nil {
 		return nil, errors.New("postgres: the database URL is not valid")
 	}
@@ -52,7 +52,7 @@ func freshDatabase(ctx context.Context, dir, pgURL string) (*database, error) {
 	u.RawQuery = q.Encode()
 	db := &database{kind: "postgres", flag: u.String(), dsn: u.String()}
 	db.drop = func(ctx context.Context) error {
-		admin, err := sql.Open("pgx", pgURL)
+		admin, err := sql.Open("pgx", connURL(pgURL))
 		if err != nil {
 			return err
 		}
@@ -61,6 +61,31 @@ func freshDatabase(ctx context.Context, dir, pgURL string) (*database, error) {
 		return err
 	}
 	return db, nil
+}
+
+// connURL is a PostgreSQL URL for one connection of the bench's own: the
+// server's URL without the pool settings (pool_max_conns and the other
+// pool_ parameters), which only pgx's pool reads and a plain connection
+// would send to PostgreSQL as unknown run-time parameters. A URL that
+// does not parse is returned as it is, for the caller's error.
+func connURL(pgURL string) string {
+	u, err := url.Parse(pgURL)
+	if err != nil {
+		return pgURL
+	}
+	q := u.Query()
+	pool := false
+	for k := range q {
+		if strings.HasPrefix(k, "pool_") {
+			q.Del(k)
+			pool = true
+		}
+	}
+	if !pool {
+		return pgURL
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // existingDatabase describes a running server's database (--url with
@@ -89,7 +114,7 @@ func (d *database) openSQL() (*sql.DB, error) {
 	if d.kind == "sqlite" {
 		return sqlite.OpenDB(d.sqlitePath)
 	}
-	db, err := sql.Open("pgx", d.dsn)
+	db, err := sql.Open("pgx", connURL(d.dsn))
 	if err != nil {
 		return nil, errors.New("postgres: the database URL is not valid")
 	}
