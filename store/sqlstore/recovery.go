@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -221,8 +222,8 @@ func (s queries) RecoveryVotes(ctx context.Context, requestID string) ([]*recour
 // RecoveryProof reads the evidence, the votes and the subject's active
 // authenticators in one statement (on PostgreSQL a statement is a round
 // trip, and every submission and status read needs them): the three
-// tables' rows in common columns, evidence first. An account has a handful
-// of authenticators; Means keeps each kind once.
+// tables' rows in common columns, told apart by the first. An account has
+// a handful of authenticators; Means keeps each kind once.
 func (s queries) RecoveryProof(ctx context.Context, requestID, accountID string) (*recourse.RecoveryProof, error) {
 	rows, err := s.q.QueryContext(ctx, `SELECT 0 AS k, id, kind, detail, actor_id, '' AS change_digest, '' AS roles, '' AS comment, created_at
         FROM recovery_evidence WHERE request_id = $1
@@ -231,8 +232,7 @@ func (s queries) RecoveryProof(ctx context.Context, requestID, accountID string)
         FROM recovery_votes WHERE request_id = $1
         UNION ALL
         SELECT 2, 0, kind, NULL, '', '', '', '', created_at
-        FROM authenticators WHERE account_id = $2 AND status = 'active'
-        ORDER BY 1, 2, 9, 5`, requestID, accountID)
+        FROM authenticators WHERE account_id = $2 AND status = 'active'`, requestID, accountID)
 	if err != nil {
 		return nil, s.wrap("read evidence and votes", err)
 	}
@@ -264,6 +264,13 @@ func (s queries) RecoveryProof(ctx context.Context, requestID, accountID string)
 	if err := rows.Err(); err != nil {
 		return nil, s.wrap("read evidence and votes", err)
 	}
+	// Ordered here, not by the statement: a sort is a plan node that
+	// PostgreSQL sets up for every execution, and this read is in every
+	// submission and status read (docs/benchmarks.md, change 39).
+	slices.SortFunc(p.Evidence, func(a, b *recourse.RecoveryEvidence) int { return cmp.Compare(a.ID, b.ID) })
+	slices.SortFunc(p.Votes, func(a, b *recourse.RecoveryVote) int {
+		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ApproverID, b.ApproverID))
+	})
 	slices.Sort(p.Means)
 	return p, nil
 }

@@ -24,6 +24,7 @@ func Run(t *testing.T, newStore func(t *testing.T) recourse.Store) {
 		{"AccountRoundTrip", testAccountRoundTrip},
 		{"AccountConflicts", testAccountConflicts},
 		{"AccountUpdateOptimistic", testAccountUpdateOptimistic},
+		{"AccountChannelOrder", testAccountChannelOrder},
 		{"ListAccountsPaginates", testListAccounts},
 		{"SharedChannels", testSharedChannels},
 		{"AccountByVerifiedEmail", testAccountByVerifiedEmail},
@@ -135,6 +136,49 @@ func testAccountConflicts(t *testing.T, s recourse.Store) {
 	}
 	if _, err := s.Account(t.Context(), "a2"); !errors.Is(err, recourse.ErrNotFound) {
 		t.Errorf("failed create left a row behind: %v", err)
+	}
+}
+
+// testAccountChannelOrder: an account's channels of each kind come back in
+// the order they were added (by time, then id), whichever read returns it.
+func testAccountChannelOrder(t *testing.T, s recourse.Store) {
+	ctx := t.Context()
+	a := mustCreate(t, s, NewAccount("ord"))
+	for _, c := range []recourse.Channel{
+		{ID: "ch_e3", Kind: recourse.ChannelEmail, Address: "third@example.com", CreatedAt: T0.Add(2 * time.Minute)},
+		{ID: "ch_p2", Kind: recourse.ChannelPhone, Address: "+15550000102", CreatedAt: T0.Add(time.Minute)},
+		{ID: "ch_e2", Kind: recourse.ChannelEmail, Address: "second-b@example.com", CreatedAt: T0.Add(time.Minute)},
+		{ID: "ch_e1", Kind: recourse.ChannelEmail, Address: "first@example.com", CreatedAt: T0},
+		{ID: "ch_e2a", Kind: recourse.ChannelEmail, Address: "second-a@example.com", CreatedAt: T0.Add(time.Minute)},
+		{ID: "ch_p1", Kind: recourse.ChannelPhone, Address: "+15550000101", CreatedAt: T0},
+	} {
+		c.AccountID = "ord"
+		if err := s.AddChannel(ctx, &c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := func(cs []recourse.Channel) []string {
+		var out []string
+		for _, c := range cs {
+			out = append(out, c.ID)
+		}
+		return out
+	}
+	byID, err := s.Account(ctx, "ord")
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName, err := s.AccountByUsername(ctx, a.Username)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, got := range map[string]*recourse.Account{"Account": byID, "AccountByUsername": byName} {
+		if want := []string{"ch_e1", "ch_e2", "ch_e2a", "ch_e3"}; !slices.Equal(ids(got.Emails), want) {
+			t.Errorf("%s: emails %v, want %v", name, ids(got.Emails), want)
+		}
+		if want := []string{"ch_p1", "ch_p2"}; !slices.Equal(ids(got.Phones), want) {
+			t.Errorf("%s: phones %v, want %v", name, ids(got.Phones), want)
+		}
 	}
 }
 
