@@ -167,7 +167,7 @@ type auditActorJSON struct {
 
 // Validate checks the event is well formed before it is stored.
 func (e *AuditEvent) Validate() error {
-	if !strings.HasPrefix(e.ID, "ev_") || len(e.ID) > 64 {
+	if !strings.HasPrefix(e.ID, "ev_") || len(e.ID) > 64 || !utf8.ValidString(e.ID) {
 		return fmt.Errorf("audit event: id %q must start with ev_", e.ID)
 	}
 	if e.Time.IsZero() {
@@ -274,12 +274,37 @@ func (e *AuditEvent) toJSON() auditJSON {
 // of the sequenced event, so changing any field, or moving the event to
 // another position, changes the leaf. Over-long strings are clipped.
 func (e *AuditEvent) MarshalCanonical() ([]byte, error) {
+	return marshalCanonical(e.toJSON())
+}
+
+func marshalCanonical(j auditJSON) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
-	if err := enc.Encode(e.toJSON()); err != nil {
+	if err := enc.Encode(j); err != nil {
 		return nil, fmt.Errorf("encode audit event: %w", err)
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// AuditFilters are the fields of an event by which the audit log is
+// searched, each exactly as the event's canonical encoding holds it
+// (clipped, valid UTF-8; what a JSON decoder reads back from it).
+type AuditFilters struct {
+	EventID, Time, ActorID, SubjectID, Action, RequestID string
+}
+
+// MarshalCanonicalFilters returns MarshalCanonical's encoding with the
+// event's filter fields as that encoding holds them. A store that keeps
+// the fields in columns of their own writes these, taken from the same
+// values as the encoding, so the columns cannot disagree with it
+// (docs/audit.md).
+func (e *AuditEvent) MarshalCanonicalFilters() ([]byte, AuditFilters, error) {
+	j := e.toJSON()
+	data, err := marshalCanonical(j)
+	if err != nil {
+		return nil, AuditFilters{}, err
+	}
+	return data, AuditFilters{EventID: j.ID, Time: j.Time, ActorID: j.Actor.AccountID, SubjectID: j.SubjectID, Action: j.Action, RequestID: j.RequestID}, nil
 }
 
 // AuditLeaf returns the canonical encoding of the event stored as data

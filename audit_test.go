@@ -2,6 +2,7 @@ package recourse
 
 import (
 	"bytes"
+	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
@@ -119,5 +120,49 @@ func TestAuditEventValidate(t *testing.T) {
 				t.Error("Validate accepted it")
 			}
 		})
+	}
+}
+
+// TestMarshalCanonicalFilters: the filter fields are what a JSON decoder
+// reads back from the encoding returned with them, for awkward values too.
+func TestMarshalCanonicalFilters(t *testing.T) {
+	for name, f := range map[string]func(e *AuditEvent){
+		"plain":     func(e *AuditEvent) {},
+		"escaped":   func(e *AuditEvent) { e.SubjectID = `<a>&"Zoë"\` + "\u2028\t" },
+		"clipped":   func(e *AuditEvent) { e.SubjectID = strings.Repeat("é", 200) },
+		"not utf-8": func(e *AuditEvent) { e.Actor.AccountID = "a\xffb" },
+		"empty":     func(e *AuditEvent) { e.RequestID, e.SubjectID = "", "" },
+		"zone":      func(e *AuditEvent) { e.Time = time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.FixedZone("x", 3600)) },
+	} {
+		e := &AuditEvent{ID: "ev_x", Time: time.Unix(0, 0), Actor: AuditActor{AccountID: "acc", Role: ActorSubject},
+			SubjectID: "acc", RequestID: "rr_1", Action: "session.revoke", Outcome: OutcomeSuccess, Channel: ViaWeb}
+		f(e)
+		data, got, err := e.MarshalCanonicalFilters()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if plain, _ := e.MarshalCanonical(); string(plain) != string(data) {
+			t.Errorf("%s: encoding differs from MarshalCanonical", name)
+		}
+		var j struct {
+			ID, Time string
+			Actor    struct {
+				AccountID string `json:"account_id"`
+			}
+			SubjectID string `json:"subject_id"`
+			RequestID string `json:"request_id"`
+			Action    string
+		}
+		if err := json.Unmarshal(data, &j); err != nil {
+			t.Fatal(err)
+		}
+		want := AuditFilters{EventID: j.ID, Time: j.Time, ActorID: j.Actor.AccountID, SubjectID: j.SubjectID, Action: j.Action, RequestID: j.RequestID}
+		if got != want {
+			t.Errorf("%s: filters %+v, want %+v", name, got, want)
+		}
+	}
+	bad := &AuditEvent{ID: "ev_\xff", Time: time.Unix(0, 0), Action: "session.revoke", Outcome: OutcomeSuccess, Channel: ViaWeb, Actor: AuditActor{Role: ActorSubject}}
+	if err := bad.Validate(); err == nil {
+		t.Error("an id that is not UTF-8 was accepted")
 	}
 }

@@ -38,6 +38,10 @@ func Dialect() sqlstore.Dialect {
 		// One round trip for a transaction's audit events and outbox
 		// deliveries (sqlstore/queue.go).
 		InsertInWith: true,
+		// The audit filter columns are written, not generated: one JSON
+		// parse per column and event was 5 % of PostgreSQL's time
+		// (migration 0011).
+		AuditFilterColumns: true,
 		ListContains: func(col, param string) string {
 			return "jsonb_exists(" + col + ", " + param + ")"
 		},

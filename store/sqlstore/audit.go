@@ -37,18 +37,20 @@ func (s queries) AddAuditEvent(ctx context.Context, e *recourse.AuditEvent) erro
 	}
 	unsequenced := *e
 	unsequenced.Seq = nil
-	data, err := unsequenced.MarshalCanonical()
+	data, filters, err := unsequenced.MarshalCanonicalFilters()
 	if err != nil {
 		return err
 	}
+	row := queuedAudit{data: string(data), filters: filters}
 	if s.queue != nil {
 		// In a transaction the events wait for its end, then go in
 		// together (flushQueued): a recovery's transaction records two to
 		// five, and on PostgreSQL each statement is a round trip.
-		s.queue.audit = append(s.queue.audit, string(data))
+		s.queue.audit = append(s.queue.audit, row)
 		return nil
 	}
-	_, err = s.q.ExecContext(ctx, auditInsert+"($1)", string(data))
+	insert, width := auditInsertFor(s.d)
+	_, err = s.q.ExecContext(ctx, insert+values(1, width, 1), appendAuditArgs(nil, s.d, row)...)
 	return s.wrap("add audit event", err)
 }
 

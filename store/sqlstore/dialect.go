@@ -44,6 +44,12 @@ type Dialect struct {
 	// transaction's queued inserts then go to the database in one
 	// statement (queue.go).
 	InsertInWith bool
+	// AuditFilterColumns is set where the audit log's filter columns
+	// (event_id, ev_time, actor_id, subject_id, action, request_id) are
+	// plain columns that an insert writes, with the values
+	// AuditEvent.MarshalCanonicalFilters takes from the encoding it
+	// returns; unset, the database generates them from data.
+	AuditFilterColumns bool
 }
 
 // insertID runs an INSERT into a table whose key column col the database

@@ -24,8 +24,15 @@ import (
 // statements, and on PostgreSQL in one statement whose WITH clauses insert
 // into the other tables (docs/benchmarks.md).
 type writeQueue struct {
-	audit []string // canonical encodings of audit events
+	audit []queuedAudit
 	mail  []queuedMail
+}
+
+// queuedAudit is an audit event's canonical encoding and, where the
+// dialect stores them (Dialect.AuditFilterColumns), its filter fields.
+type queuedAudit struct {
+	data    string
+	filters recourse.AuditFilters
 }
 
 type queuedMail struct {
@@ -37,6 +44,8 @@ const (
 	outboxInsert       = `INSERT INTO outbox (id, account_id, to_address, subject, body, created_at) VALUES `
 	notificationInsert = `INSERT INTO notifications (id, kind, account_id, to_address, subject, body, state, attempts, last_error, created_at, updated_at, sent_at) VALUES `
 	auditInsert        = `INSERT INTO audit_events (data) VALUES `
+	auditFilterInsert  = `INSERT INTO audit_events (data, event_id, ev_time, actor_id, subject_id, action, request_id) VALUES `
+	auditFilterWidth   = 7
 	outboxWidth        = 6
 	notificationWidth  = 12
 )
@@ -53,6 +62,23 @@ func outboxArgs(m *recourse.OutboxMessage) []any {
 
 func notificationArgs(n *recourse.Notification) []any {
 	return []any{n.ID, n.Kind, n.AccountID, n.To, n.Subject, n.Body, n.State, n.Attempts, n.LastError, utc(n.CreatedAt), utc(n.UpdatedAt), nullTime(n.SentAt)}
+}
+
+// auditInsertFor returns the dialect's audit insert and its columns per row.
+func auditInsertFor(d Dialect) (string, int) {
+	if d.AuditFilterColumns {
+		return auditFilterInsert, auditFilterWidth
+	}
+	return auditInsert, 1
+}
+
+// appendAuditArgs appends the parameters of one audit row.
+func appendAuditArgs(args []any, d Dialect, a queuedAudit) []any {
+	if !d.AuditFilterColumns {
+		return append(args, a.data)
+	}
+	f := a.filters
+	return append(args, a.data, f.EventID, f.Time, f.ActorID, f.SubjectID, f.Action, f.RequestID)
 }
 
 func (s queries) DeliverToOutbox(ctx context.Context, m *recourse.OutboxMessage, n *recourse.Notification) error {
@@ -105,6 +131,8 @@ func values(n, width, first int) string {
 type queueShape struct {
 	audit, mail int
 	with        bool
+	// filters: the audit rows carry their filter columns.
+	filters bool
 }
 
 // queueStatements are the statements of a shape: all in one (with), or
@@ -122,16 +150,20 @@ func statementsFor(sh queueShape) *queueStatements {
 		return st.(*queueStatements)
 	}
 	st := &queueStatements{}
+	insert, width := auditInsert, 1
+	if sh.filters {
+		insert, width = auditFilterInsert, auditFilterWidth
+	}
 	if sh.with {
 		stmt := "WITH "
 		if sh.audit > 0 {
-			stmt += "a AS (" + auditInsert + values(sh.audit, 1, 1) + "), "
+			stmt += "a AS (" + insert + values(sh.audit, width, 1) + "), "
 		}
-		first := sh.audit + 1
+		first := sh.audit*width + 1
 		st.with = stmt + "o AS (" + outboxInsert + values(sh.mail, outboxWidth, first) + ") " +
 			notificationInsert + values(sh.mail, notificationWidth, first+sh.mail*outboxWidth)
 	} else {
-		st.audit = auditInsert + values(sh.audit, 1, 1)
+		st.audit = insert + values(sh.audit, width, 1)
 		st.outbox = outboxInsert + values(sh.mail, outboxWidth, 1)
 		st.notes = notificationInsert + values(sh.mail, notificationWidth, 1)
 	}
@@ -149,7 +181,7 @@ func (s queries) flushQueued(ctx context.Context) error {
 	}
 	q := s.queue
 	for len(q.audit) > 0 || len(q.mail) > 0 {
-		sh := queueShape{with: s.d.InsertInWith && len(q.mail) > 0}
+		sh := queueShape{with: s.d.InsertInWith && len(q.mail) > 0, filters: s.d.AuditFilterColumns}
 		if len(q.audit) > 0 {
 			sh.audit = rowsPerStatement(len(q.audit))
 		}
@@ -157,9 +189,10 @@ func (s queries) flushQueued(ctx context.Context) error {
 			sh.mail = rowsPerStatement(len(q.mail))
 		}
 		st := statementsFor(sh)
-		auditArgs := make([]any, 0, sh.audit)
-		for _, d := range q.audit[:sh.audit] {
-			auditArgs = append(auditArgs, d)
+		_, width := auditInsertFor(s.d)
+		auditArgs := make([]any, 0, sh.audit*width)
+		for _, a := range q.audit[:sh.audit] {
+			auditArgs = appendAuditArgs(auditArgs, s.d, a)
 		}
 		var outbox, notes []any
 		for _, qm := range q.mail[:sh.mail] {
