@@ -316,7 +316,7 @@ func (s queries) challenges(ctx context.Context, q string, args ...any) ([]*reco
 
 func (s queries) TakeChallengeAttempts(ctx context.Context, requestID string, maxAttempts int, now time.Time) ([]*recourse.Challenge, error) {
 	return s.challenges(ctx, `UPDATE challenges SET attempts = attempts + 1
-        WHERE request_id = $1 AND used_at IS NULL AND expires_at > $2 AND attempts < $3
+        WHERE request_id = $1 AND used_at IS NULL AND `+filterOnly("expires_at")+` > $2 AND attempts < $3
         RETURNING `+challengeColumns, requestID, utc(now), maxAttempts)
 }
 
@@ -358,7 +358,7 @@ func (s queries) UseToken(ctx context.Context, hash []byte, purpose string, now 
 
 func (s queries) RevokeTokens(ctx context.Context, accountID, exceptID string, now time.Time) (int, error) {
 	n, err := affected(s.q.ExecContext(ctx, `UPDATE tokens SET revoked_at = $3
-        WHERE account_id = $1 AND id <> $2 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $3`, accountID, exceptID, utc(now)))
+        WHERE account_id = $1 AND id <> $2 AND used_at IS NULL AND revoked_at IS NULL AND `+filterOnly("expires_at")+` > $3`, accountID, exceptID, utc(now)))
 	return n, s.wrap("revoke tokens", err)
 }
 

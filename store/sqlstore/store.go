@@ -836,7 +836,7 @@ func (s queries) Session(ctx context.Context, id string) (*recourse.Session, err
 
 func (s queries) Sessions(ctx context.Context, accountID string, now time.Time) ([]*recourse.Session, error) {
 	rows, err := s.q.QueryContext(ctx, `SELECT `+sessionColumns+` FROM sessions
-        WHERE account_id = $1 AND revoked_at IS NULL AND expires_at > $2 ORDER BY created_at DESC, id`, accountID, utc(now))
+        WHERE account_id = $1 AND revoked_at IS NULL AND `+filterOnly("expires_at")+` > $2 ORDER BY created_at DESC, id`, accountID, utc(now))
 	if err != nil {
 		return nil, s.wrap("list sessions", err)
 	}
