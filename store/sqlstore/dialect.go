@@ -55,14 +55,15 @@ type Dialect struct {
 // filterOnly returns col in a form no index can serve, for a condition
 // that should only filter the rows another, selective condition found:
 // the unexpired challenges of one request, the live sessions of one
-// account. The expiry columns have indexes of their own (for the
-// hygiene job's deletions), and PostgreSQL, estimating a few dozen rows
-// for "request_id = $1" before a table's first ANALYZE, combined both
-// indexes (a BitmapAnd), reading the expiry index's entry for every
-// unexpired row of the table: 1 ms a submitted code after 10,000
-// recoveries had started, a third of PostgreSQL's time in that scenario
-// (docs/benchmarks.md, change 41). COALESCE of a column with itself is
-// the column's value on both dialects and is never an index condition.
+// account, an account's open requests. The expiry and state columns have
+// indexes of their own (for the hygiene job, the expiry sweep, the
+// approvers' lists), and PostgreSQL, estimating dozens of rows for
+// "request_id = $1" before a table's first ANALYZE, combined both indexes
+// (a BitmapAnd), reading the second index's entry for every unexpired
+// challenge or open request of the table: 1 ms a submitted code after
+// 27,000 recoveries had started, 3.7 ms a completion (docs/benchmarks.md,
+// change 41). COALESCE of a column with itself is the column's value on
+// both dialects and is never an index condition.
 func filterOnly(col string) string { return "COALESCE(" + col + ", " + col + ")" }
 
 // insertID runs an INSERT into a table whose key column col the database

@@ -112,7 +112,9 @@ func stateList(states []recourse.RecoveryState) string {
 func (s queries) Recoveries(ctx context.Context, accountID string, openOnly bool) ([]*recourse.Recovery, error) {
 	q := `SELECT ` + recoveryColumns + ` FROM recovery_requests WHERE account_id = $1`
 	if openOnly {
-		q += ` AND state IN (` + stateList(openStates) + `)`
+		// The account's index finds its few requests; the state index
+		// would add every open request of every account (filterOnly).
+		q += ` AND ` + filterOnly("state") + ` IN (` + stateList(openStates) + `)`
 	}
 	return s.listRecoveries(ctx, q+` ORDER BY created_at DESC, id LIMIT 200`, accountID)
 }
