@@ -32,7 +32,9 @@ const disagreeing = `SELECT count(*) FILTER (WHERE
 // 0011) hold exactly what PostgreSQL generated from data before it, for
 // an event stored before the migration, events added one at a time and in
 // a transaction's statements of every shape (with and without deliveries
-// to the outbox), awkward values included, before and after sequencing.
+// to the outbox), awkward values included, an insert of data alone (an
+// older replica's), before and after sequencing; and an update that
+// would change them is refused (migration 0012).
 func TestAuditFilterColumns(t *testing.T) {
 	ctx := t.Context()
 	dsn := isolatedDSN(t)
@@ -146,8 +148,30 @@ func TestAuditFilterColumns(t *testing.T) {
 		check(fmt.Sprintf("a transaction's events with %d deliveries", mail), n)
 	}
 
+	// A replica still on a binary from before 0011 writes data only
+	// (migration 0012 fills the columns in).
+	late := storetest.NewAuditEvent(recourse.ActionSessionRevoke, "late <&>", 9)
+	if data, err = late.MarshalCanonical(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Pool.Exec(ctx, `INSERT INTO audit_events (data) VALUES ($1)`, string(data)); err != nil {
+		t.Fatal(err)
+	}
+	n++
+	check("an insert of data alone", n)
+
 	if _, err := s.Pool.Exec(ctx, `UPDATE audit_events SET seq = row_id`); err != nil {
 		t.Fatal(err)
 	}
 	check("after sequencing", n)
+
+	// An event's filter columns never change: rewriting one to hide it
+	// from a filtered list is refused.
+	for _, col := range []string{"event_id", "ev_time", "actor_id", "subject_id", "action", "request_id"} {
+		tag, err := s.Pool.Exec(ctx, `UPDATE audit_events SET `+col+` = 'x' WHERE row_id = (SELECT min(row_id) FROM audit_events)`)
+		if err == nil {
+			t.Errorf("an update of %s was accepted (%s)", col, tag)
+		}
+	}
+	check("after the refused updates", n)
 }
