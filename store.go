@@ -120,6 +120,10 @@ type Tx interface {
 
 	CreateSession(ctx context.Context, s *Session) error
 	SessionByTokenHash(ctx context.Context, hash []byte) (*Session, error)
+	// SessionWithAccount is SessionByTokenHash with the session's account
+	// (as Account reads it), in one read: every signed-in request needs
+	// both. ErrNotFound when no session has the hash.
+	SessionWithAccount(ctx context.Context, hash []byte) (*Session, *Account, error)
 	Session(ctx context.Context, id string) (*Session, error)
 	// Sessions lists the account's unrevoked, unexpired sessions at now.
 	Sessions(ctx context.Context, accountID string, now time.Time) ([]*Session, error)

@@ -24,7 +24,7 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*Principal, e
 	if !credential.ValidToken(SessionTokenPrefix, token) {
 		return nil, errNoSession
 	}
-	ses, err := s.store.SessionByTokenHash(ctx, s.tokenHash(token))
+	ses, a, err := s.store.SessionWithAccount(ctx, s.tokenHash(token))
 	if errors.Is(err, recourse.ErrNotFound) {
 		return nil, errNoSession
 	}
@@ -34,10 +34,6 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*Principal, e
 	now := s.now()
 	if ses.AAL == recourse.AALNone || !ses.Active(now) {
 		return nil, errNoSession
-	}
-	a, err := s.store.Account(ctx, ses.AccountID)
-	if err != nil {
-		return nil, internal("read account", err)
 	}
 	if a.Status != recourse.StatusActive || a.FrozenAt != nil {
 		// A suspended, terminated or frozen account loses its sessions at once.

@@ -276,7 +276,7 @@ func (s *Service) pending(ctx context.Context, token string) (*recourse.Session,
 	if !credential.ValidToken(SessionTokenPrefix, token) {
 		return nil, nil, errSignIn
 	}
-	ses, err := s.store.SessionByTokenHash(ctx, s.tokenHash(token))
+	ses, a, err := s.store.SessionWithAccount(ctx, s.tokenHash(token))
 	if errors.Is(err, recourse.ErrNotFound) {
 		return nil, nil, errSignIn
 	}
@@ -285,10 +285,6 @@ func (s *Service) pending(ctx context.Context, token string) (*recourse.Session,
 	}
 	if ses.AAL != recourse.AALNone || !ses.Active(s.now()) {
 		return nil, nil, errSignIn
-	}
-	a, err := s.store.Account(ctx, ses.AccountID)
-	if err != nil {
-		return nil, nil, internal("read account", err)
 	}
 	if a.Locked() || a.Status != recourse.StatusActive || a.FrozenAt != nil {
 		return nil, nil, errSignIn

@@ -223,13 +223,16 @@ func (r *accountRow) account() (*recourse.Account, error) {
 }
 
 // accountColumnsOfA are accountColumns of the table aliased a.
-var accountColumnsOfA = func() string {
-	cols := strings.Split(accountColumns, ",")
+var accountColumnsOfA = prefixColumns(accountColumns, "a.")
+
+// prefixColumns qualifies each of a comma-separated list of columns.
+func prefixColumns(columns, prefix string) string {
+	cols := strings.Split(columns, ",")
 	for i, c := range cols {
-		cols[i] = "a." + strings.TrimSpace(c)
+		cols[i] = prefix + strings.TrimSpace(c)
 	}
 	return strings.Join(cols, ", ")
-}()
+}
 
 func (s queries) loadChannels(ctx context.Context, a *recourse.Account) error {
 	chs, err := s.channels(ctx, `c.account_id = $1`, a.ID)
@@ -262,6 +265,15 @@ func (s queries) account(ctx context.Context, where string, arg any) (*recourse.
 	if err != nil {
 		return nil, s.wrap("read account", err)
 	}
+	return s.accountRows(rows, nil)
+}
+
+// accountRows reads an account and its channels from rows whose columns
+// are lead's (the same in every row; scanned into lead's destinations),
+// then accountColumnsOfA, then channelColumns: one row per channel, or
+// one row without a channel. It closes rows; ErrNotFound when there is
+// none.
+func (s queries) accountRows(rows *sql.Rows, lead []any) (*recourse.Account, error) {
 	defer rows.Close()
 	var a *recourse.Account
 	for rows.Next() {
@@ -269,10 +281,11 @@ func (s queries) account(ctx context.Context, where string, arg any) (*recourse.
 		var chID, chAccount, chKind, chAddress sql.NullString
 		var chVerified, chCreated sql.NullTime
 		var chShared sql.NullBool
-		if err := rows.Scan(append(row.dest(), &chID, &chAccount, &chKind, &chAddress, &chVerified, &chCreated, &chShared)...); err != nil {
+		if err := rows.Scan(slices.Concat(lead, row.dest(), []any{&chID, &chAccount, &chKind, &chAddress, &chVerified, &chCreated, &chShared})...); err != nil {
 			return nil, s.wrap("read account", err)
 		}
 		if a == nil {
+			var err error
 			if a, err = row.account(); err != nil {
 				return nil, s.wrap("read account", err)
 			}
@@ -792,24 +805,64 @@ func (s queries) UnusedRecoveryCodes(ctx context.Context, authenticatorID string
 const sessionColumns = `id, account_id, token_hash, aal, methods, auth_time, reauth_at, created_at, last_seen_at, expires_at,
     idle_timeout_ms, ip, user_agent, revoked_at, restricted, ceremony`
 
-func scanSession(r scanner) (*recourse.Session, error) {
-	var s recourse.Session
-	var methods string
-	var idleMS int64
-	var revoked sql.NullTime
-	if err := r.Scan(&s.ID, &s.AccountID, &s.TokenHash, &s.AAL, &methods, &s.AuthTime, &s.ReauthAt, &s.CreatedAt, &s.LastSeenAt,
-		&s.ExpiresAt, &idleMS, &s.IP, &s.UserAgent, &revoked, &s.Restricted, &s.Ceremony); err != nil {
-		return nil, err
-	}
+// sessionRow holds the columns of sessionColumns as they are scanned.
+type sessionRow struct {
+	s       recourse.Session
+	methods string
+	idleMS  int64
+	revoked sql.NullTime
+}
+
+func (r *sessionRow) dest() []any {
+	s := &r.s
+	return []any{&s.ID, &s.AccountID, &s.TokenHash, &s.AAL, &r.methods, &s.AuthTime, &s.ReauthAt, &s.CreatedAt, &s.LastSeenAt,
+		&s.ExpiresAt, &r.idleMS, &s.IP, &s.UserAgent, &r.revoked, &s.Restricted, &s.Ceremony}
+}
+
+func (r *sessionRow) session() (*recourse.Session, error) {
+	s := r.s
 	var err error
-	if s.Methods, err = parseList(methods); err != nil {
+	if s.Methods, err = parseList(r.methods); err != nil {
 		return nil, err
 	}
-	s.IdleTimeout = time.Duration(idleMS) * time.Millisecond
-	s.RevokedAt = timePtr(revoked)
+	s.IdleTimeout = time.Duration(r.idleMS) * time.Millisecond
+	s.RevokedAt = timePtr(r.revoked)
 	s.AuthTime, s.ReauthAt, s.CreatedAt = utc(s.AuthTime), utc(s.ReauthAt), utc(s.CreatedAt)
 	s.LastSeenAt, s.ExpiresAt = utc(s.LastSeenAt), utc(s.ExpiresAt)
 	return &s, nil
+}
+
+func scanSession(r scanner) (*recourse.Session, error) {
+	var row sessionRow
+	if err := r.Scan(row.dest()...); err != nil {
+		return nil, err
+	}
+	return row.session()
+}
+
+// sessionColumnsOfS are sessionColumns of the table aliased s.
+var sessionColumnsOfS = prefixColumns(sessionColumns, "s.")
+
+// SessionWithAccount reads a session by its token's hash with its account
+// and the account's channels, in one statement: every signed-in request
+// needs both, and on PostgreSQL a statement is a round trip.
+func (s queries) SessionWithAccount(ctx context.Context, hash []byte) (*recourse.Session, *recourse.Account, error) {
+	rows, err := s.q.QueryContext(ctx, `SELECT `+sessionColumnsOfS+`, `+accountColumnsOfA+`, `+channelColumns+`
+		FROM sessions s JOIN accounts a ON a.id = s.account_id LEFT JOIN channels c ON c.account_id = a.id
+		WHERE s.token_hash = $1`, hash)
+	if err != nil {
+		return nil, nil, s.wrap("read session", err)
+	}
+	var row sessionRow
+	a, err := s.accountRows(rows, row.dest())
+	if err != nil {
+		return nil, nil, err
+	}
+	ses, err := row.session()
+	if err != nil {
+		return nil, nil, s.wrap("read session", err)
+	}
+	return ses, a, nil
 }
 
 func (s queries) CreateSession(ctx context.Context, ses *recourse.Session) error {

@@ -6,6 +6,7 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -25,6 +26,7 @@ func Run(t *testing.T, newStore func(t *testing.T) recourse.Store) {
 		{"AccountConflicts", testAccountConflicts},
 		{"AccountUpdateOptimistic", testAccountUpdateOptimistic},
 		{"AccountChannelOrder", testAccountChannelOrder},
+		{"SessionWithAccount", testSessionWithAccount},
 		{"ListAccountsPaginates", testListAccounts},
 		{"SharedChannels", testSharedChannels},
 		{"AccountByVerifiedEmail", testAccountByVerifiedEmail},
@@ -600,6 +602,54 @@ func testRecoveryCodesSingleUse(t *testing.T, s recourse.Store) {
 	}
 	if _, err := s.UseRecoveryCode(ctx, "a", []byte("h9"), T0); !errors.Is(err, recourse.ErrNotFound) {
 		t.Errorf("code from a revoked set accepted: %v", err)
+	}
+}
+
+// testSessionWithAccount: one read returns what SessionByTokenHash and
+// Account return, for an account with several channels and for one with
+// none, and ErrNotFound for an unknown hash.
+func testSessionWithAccount(t *testing.T, s recourse.Store) {
+	ctx := t.Context()
+	with := NewAccount("with")
+	with.Groups, with.Roles = []string{"g1", "g2"}, []string{"security"}
+	mustCreate(t, s, with)
+	for i, addr := range []string{"b@example.com", "a@example.com"} {
+		c := &recourse.Channel{AccountID: "with", Kind: recourse.ChannelEmail, Address: addr, CreatedAt: T0.Add(time.Duration(i) * time.Minute)}
+		if err := s.AddChannel(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.AddChannel(ctx, &recourse.Channel{AccountID: "with", Kind: recourse.ChannelPhone, Address: "+15550000100", CreatedAt: T0}); err != nil {
+		t.Fatal(err)
+	}
+	mustCreate(t, s, NewAccount("without"))
+	for _, id := range []string{"with", "without"} {
+		ses := &recourse.Session{AccountID: id, TokenHash: []byte("hash-" + id), AAL: recourse.AAL2, Methods: []string{"pwd", "otp"},
+			AuthTime: T0, ReauthAt: T0, CreatedAt: T0, LastSeenAt: T0, ExpiresAt: T0.Add(time.Hour), IdleTimeout: time.Hour, IP: "192.0.2.1", UserAgent: "ua"}
+		if err := s.CreateSession(ctx, ses); err != nil {
+			t.Fatal(err)
+		}
+		wantSes, err := s.SessionByTokenHash(ctx, ses.TokenHash)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantAcct, err := s.Account(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gotSes, gotAcct, err := s.SessionWithAccount(ctx, ses.TokenHash)
+		if err != nil {
+			t.Fatalf("SessionWithAccount(%s): %v", id, err)
+		}
+		if !reflect.DeepEqual(gotSes, wantSes) {
+			t.Errorf("%s: session %+v, want %+v", id, gotSes, wantSes)
+		}
+		if !reflect.DeepEqual(gotAcct, wantAcct) {
+			t.Errorf("%s: account %+v, want %+v", id, gotAcct, wantAcct)
+		}
+	}
+	if _, _, err := s.SessionWithAccount(ctx, []byte("nope")); !errors.Is(err, recourse.ErrNotFound) {
+		t.Errorf("unknown hash: %v", err)
 	}
 }
 
