@@ -1152,7 +1152,6 @@ func (s *Service) eligibleRoles(ctx context.Context, subject, person *recourse.A
 	return roles
 }
 
-// approvers resolves the people who may approve r, from the directory.
 // approverIDs are the people named on subject who may approve its requests
 // (whether they may approve a given one is the policy's): its manager,
 // sponsor, recovery contacts and owners.
@@ -1161,6 +1160,7 @@ func approverIDs(subject *recourse.Account) []string {
 	return slices.DeleteFunc(append(ids, subject.Owners...), func(id string) bool { return id == "" })
 }
 
+// approvers resolves the people who may approve r, from the directory.
 func (s *Service) approvers(ctx context.Context, tx recourse.Tx, subject *recourse.Account, r *recourse.Recovery) ([]*recourse.Account, error) {
 	req, err := s.requirementOf(r)
 	if err != nil {

@@ -49,8 +49,9 @@ func (s queries) AddAuditEvent(ctx context.Context, e *recourse.AuditEvent) erro
 		s.queue.audit = append(s.queue.audit, row)
 		return nil
 	}
-	insert, width := auditInsertFor(s.d)
-	_, err = s.q.ExecContext(ctx, insert+values(1, width, 1), appendAuditArgs(nil, s.d, row)...)
+	// The one-row statement of the flush's cached shapes.
+	st := statementsFor(queueShape{audit: 1, filters: s.d.AuditFilterColumns})
+	_, err = s.q.ExecContext(ctx, st.audit, appendAuditArgs(nil, s.d, row)...)
 	return s.wrap("add audit event", err)
 }
 

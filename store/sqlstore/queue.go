@@ -64,9 +64,10 @@ func notificationArgs(n *recourse.Notification) []any {
 	return []any{n.ID, n.Kind, n.AccountID, n.To, n.Subject, n.Body, n.State, n.Attempts, n.LastError, utc(n.CreatedAt), utc(n.UpdatedAt), nullTime(n.SentAt)}
 }
 
-// auditInsertFor returns the dialect's audit insert and its columns per row.
-func auditInsertFor(d Dialect) (string, int) {
-	if d.AuditFilterColumns {
+// auditInsertFor returns the audit insert and its columns per row, with
+// the filter columns (Dialect.AuditFilterColumns) or without.
+func auditInsertFor(filters bool) (string, int) {
+	if filters {
 		return auditFilterInsert, auditFilterWidth
 	}
 	return auditInsert, 1
@@ -150,10 +151,7 @@ func statementsFor(sh queueShape) *queueStatements {
 		return st.(*queueStatements)
 	}
 	st := &queueStatements{}
-	insert, width := auditInsert, 1
-	if sh.filters {
-		insert, width = auditFilterInsert, auditFilterWidth
-	}
+	insert, width := auditInsertFor(sh.filters)
 	if sh.with {
 		stmt := "WITH "
 		if sh.audit > 0 {
@@ -189,7 +187,7 @@ func (s queries) flushQueued(ctx context.Context) error {
 			sh.mail = rowsPerStatement(len(q.mail))
 		}
 		st := statementsFor(sh)
-		_, width := auditInsertFor(s.d)
+		_, width := auditInsertFor(sh.filters)
 		auditArgs := make([]any, 0, sh.audit*width)
 		for _, a := range q.audit[:sh.audit] {
 			auditArgs = appendAuditArgs(auditArgs, s.d, a)
