@@ -247,7 +247,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, err
 		}
 		defer sqlDB.Close()
-		e.mail, e.dbKind = &mailbox{db: sqlDB}, db.kind
+		e.mail, e.dbKind = &mailbox{db: sqlDB, kind: db.kind}, db.kind
 	}
 	clients := make([]*client, o.Concurrency)
 	for k := range clients {

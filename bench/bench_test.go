@@ -264,41 +264,102 @@ func TestFillAuditLog(t *testing.T) {
 	}
 }
 
+// TestMailboxCode checks the shared poller on both backends: each waiter
+// gets the code of its own request, mail from before its start is not
+// taken, a message committed after a newer one is still found, and the
+// waiting clients share their looks.
 func TestMailboxCode(t *testing.T) {
-	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "m.db")
-	st, err := sqlite.Open(ctx, path, sqlite.Options{Migrate: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	now := time.Now().UTC()
-	for _, m := range []*recourse.OutboxMessage{
-		{AccountID: "a", To: "a@x", Subject: "Your recovery code", Body: "Your Recourse recovery code is 111111.\nReference: rr_old\n", CreatedAt: now.Add(-time.Minute)},
-		{AccountID: "a", To: "a@x", Subject: "Your recovery code", Body: "Your Recourse recovery code is 222222.\nReference: rr_new\n", CreatedAt: now},
-		{AccountID: "b", To: "b@x", Subject: "Your recovery code", Body: "Your Recourse recovery code is 333333.\nReference: rr_new\n", CreatedAt: now},
-	} {
-		if err := st.AddOutboxMessage(ctx, m); err != nil {
-			t.Fatal(err)
-		}
-	}
-	db, err := sqlite.OpenDB(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	mb := &mailbox{db: db}
-	if c, err := mb.waitCode(ctx, "a", "rr_new", now, time.Second); c != "222222" || err != nil {
-		t.Errorf("code = %q, %v; want 222222", c, err)
-	}
-	// Mail from before the request is not searched.
-	if _, err := mb.code(ctx, "a", "rr_old", now.Add(-time.Second)); err != errNoMail {
-		t.Errorf("old mail found: %v", err)
-	}
-	ctx2, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
-	defer cancel()
-	if _, err := mb.waitCode(ctx2, "a", "rr_none", now, time.Minute); err == nil {
-		t.Error("a code for a request never mailed")
+	for name, dsn := range testDatabases(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := t.Context()
+			db, err := freshDatabase(ctx, t.TempDir(), dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = db.drop(context.Background()) })
+			st, err := db.openStore(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			sqlDB, err := db.openSQL()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sqlDB.Close()
+			mb := &mailbox{db: sqlDB, kind: db.kind}
+			now := time.Now().UTC().Truncate(time.Millisecond)
+			mail := func(account, code, request string, at time.Time) {
+				t.Helper()
+				if err := st.AddOutboxMessage(ctx, &recourse.OutboxMessage{AccountID: account, To: account + "@x", Subject: "Your recovery code",
+					Body: "Your Recourse recovery code is " + code + ".\nReference: " + request + "\n", CreatedAt: at}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			mail("a", "111111", "rr_old", now.Add(-time.Minute))
+			mail("a", "222222", "rr_new", now)
+			mail("b", "333333", "rr_new", now)
+			mail("c", "444444", "rr_c", now.Add(time.Second))
+
+			type result struct {
+				code string
+				err  error
+			}
+			wait := func(ctx context.Context, account, request string, since time.Time, timeout time.Duration) <-chan result {
+				ch := make(chan result, 1)
+				go func() {
+					c, err := mb.waitCode(ctx, account, request, since, timeout)
+					ch <- result{c, err}
+				}()
+				return ch
+			}
+			// Several clients at once: each gets its own request's code.
+			a, b, c := wait(ctx, "a", "rr_new", now, 5*time.Second), wait(ctx, "b", "rr_new", now, 5*time.Second), wait(ctx, "c", "rr_c", now, 5*time.Second)
+			for _, w := range []struct {
+				ch   <-chan result
+				want string
+			}{{a, "222222"}, {b, "333333"}, {c, "444444"}} {
+				if r := <-w.ch; r.code != w.want || r.err != nil {
+					t.Errorf("code = %q, %v; want %s", r.code, r.err, w.want)
+				}
+			}
+
+			// Mail from before the request started is not searched.
+			if _, err := mb.waitCode(ctx, "a", "rr_old", now.Add(-time.Second), 100*time.Millisecond); err == nil {
+				t.Error("found a code mailed before the request started")
+			}
+
+			// A message created before one already seen, but committed
+			// after it, is found: every look reads from the waiter's start.
+			late := wait(ctx, "d", "rr_late", now, 5*time.Second)
+			mail("d", "555555", "rr_newer", now.Add(2*time.Second))
+			time.Sleep(5 * pollEvery)
+			mail("d", "666666", "rr_late", now.Add(time.Second))
+			if r := <-late; r.code != "666666" || r.err != nil {
+				t.Errorf("late-committed code = %q, %v; want 666666", r.code, r.err)
+			}
+
+			// One look serves every waiter, each from its own start: e's
+			// mail is older than f's start and is not f's.
+			mail("e", "777777", "rr_e", now)
+			mail("f", "888888", "rr_f", now.Add(-time.Minute))
+			we := &mailWaiter{account: "e", request: "rr_e", since: now.Add(-time.Second), got: make(chan string, 1)}
+			wf := &mailWaiter{account: "f", request: "rr_f", since: now.Add(-time.Second), got: make(chan string, 1)}
+			waiting, err := mb.look(ctx, []*mailWaiter{we, wf})
+			if err != nil || len(waiting) != 1 || waiting[0] != wf {
+				t.Errorf("look = %d waiting, %v; want f still waiting", len(waiting), err)
+			}
+			if c := <-we.got; c != "777777" {
+				t.Errorf("e's code = %q", c)
+			}
+
+			// A waiter gives up at its context's end.
+			ctx2, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+			defer cancel()
+			if _, err := mb.waitCode(ctx2, "a", "rr_none", now, time.Minute); err == nil {
+				t.Error("a code for a request never mailed")
+			}
+		})
 	}
 }
 
