@@ -142,6 +142,11 @@ type RecoveryTx interface {
 	// Recovery reads a request; inside a transaction on PostgreSQL it locks
 	// the row.
 	Recovery(ctx context.Context, id string) (*Recovery, error)
+	// RecoveryWithAccount reads a request with its subject's account (as
+	// Account reads it) in one read, locking neither: a submission reads
+	// both before its transaction, which reads the request again, locked.
+	// ErrNotFound when there is no such request.
+	RecoveryWithAccount(ctx context.Context, id string) (*Recovery, *Account, error)
 	// UpdateRecovery stores r if r.Version still matches (else
 	// ErrConflict) and increments r.Version.
 	UpdateRecovery(ctx context.Context, r *Recovery) error

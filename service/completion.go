@@ -78,16 +78,15 @@ func (s *Service) completeRecovery(ctx context.Context, id, secret, token string
 		return nil, errRecoveryClosed
 	}
 	var hash string
-	r0, err := s.loadForBrowser(ctx, s.store, id, secret)
-	if err != nil {
+	r0, a, err := s.loadForBrowserWithAccount(ctx, id, secret)
+	if errors.Is(err, recourse.ErrNotFound) {
 		return nil, errRecoveryClosed
+	}
+	if err != nil {
+		return nil, internal("read recovery", err)
 	}
 	if in.AccessPass && r0.Action != "authenticator.recover" {
 		return nil, recourse.FieldError("access_pass", "A temporary access pass can only finish the recovery of a lost device. Finish this recovery here instead.")
-	}
-	a, err := s.store.Account(ctx, r0.AccountID)
-	if err != nil {
-		return nil, internal("read account", err)
 	}
 	if r0.Action == "password.reset" {
 		if err := s.cfg.PasswordRules.Check(in.NewPassword, passwordContext(a)...); err != nil {

@@ -54,7 +54,7 @@ func conceal(revealed bool, err error) error {
 // status as the transaction that recorded the code left it (what
 // RecoveryStatus would answer, without reading the request again).
 func (s *Service) SubmitChallengeCode(ctx context.Context, id, secret, code string, meta Meta) (*RecoveryView, error) {
-	r, err := s.loadForBrowser(ctx, s.store, id, secret)
+	r, a, err := s.loadForBrowserWithAccount(ctx, id, secret)
 	if errors.Is(err, recourse.ErrNotFound) {
 		return nil, errWrongCode
 	}
@@ -62,7 +62,7 @@ func (s *Service) SubmitChallengeCode(ctx context.Context, id, secret, code stri
 		return nil, internal("read recovery", err)
 	}
 	var seen evidenceSeen
-	if err := s.submitChallengeCode(ctx, r, code, meta, &seen); err != nil {
+	if err := s.submitChallengeCode(ctx, r, a, code, meta, &seen); err != nil {
 		// Whether it was revealed is asked only of a failure: a success
 		// reveals it. A failure records no evidence, so the answer is the
 		// one the request had before.

@@ -139,7 +139,7 @@ func (s *Service) ClaimRecovery(ctx context.Context, reference, code string, met
 	if !strings.HasPrefix(reference, "rr_") || len(reference) > 64 {
 		return nil, errWrongCode
 	}
-	r, err := s.store.Recovery(ctx, reference)
+	r, a, err := s.store.RecoveryWithAccount(ctx, reference)
 	if errors.Is(err, recourse.ErrNotFound) {
 		return nil, errWrongCode
 	}
@@ -149,7 +149,7 @@ func (s *Service) ClaimRecovery(ctx context.Context, reference, code string, met
 	if len(r.BrowserHash) > 0 || !r.State.Open() {
 		return nil, errWrongCode
 	}
-	if err := s.checkChallenge(ctx, r, strings.ReplaceAll(strings.TrimSpace(code), " ", ""), meta, nil); err != nil {
+	if err := s.checkChallenge(ctx, r, a, strings.ReplaceAll(strings.TrimSpace(code), " ", ""), meta, nil); err != nil {
 		return nil, err
 	}
 	secret := credential.NewToken(BrowserSecretPrefix)

@@ -416,17 +416,45 @@ type RecoveryView struct {
 // loadForBrowser returns the request if the browser secret matches, else
 // ErrNotFound (the same for a request that does not exist).
 func (s *Service) loadForBrowser(ctx context.Context, tx recourse.Tx, id, secret string) (*recourse.Recovery, error) {
-	if !credential.ValidToken(BrowserSecretPrefix, secret) || !strings.HasPrefix(id, "rr_") || len(id) > 64 {
+	if !validBrowserRef(id, secret) {
 		return nil, recourse.ErrNotFound
 	}
 	r, err := tx.Recovery(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	if len(r.BrowserHash) == 0 || !credential.Equal(r.BrowserHash, s.browserHash(secret)) {
+	if !s.heldByBrowser(r, secret) {
 		return nil, recourse.ErrNotFound
 	}
 	return r, nil
+}
+
+// loadForBrowserWithAccount is loadForBrowser, outside a transaction, with
+// the request's account read in the same statement: a submission needs
+// both before its transaction (Store.RecoveryWithAccount).
+func (s *Service) loadForBrowserWithAccount(ctx context.Context, id, secret string) (*recourse.Recovery, *recourse.Account, error) {
+	if !validBrowserRef(id, secret) {
+		return nil, nil, recourse.ErrNotFound
+	}
+	r, a, err := s.store.RecoveryWithAccount(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !s.heldByBrowser(r, secret) {
+		return nil, nil, recourse.ErrNotFound
+	}
+	return r, a, nil
+}
+
+// validBrowserRef reports whether id and secret could name a request and
+// its browser at all, before anything is read.
+func validBrowserRef(id, secret string) bool {
+	return credential.ValidToken(BrowserSecretPrefix, secret) && strings.HasPrefix(id, "rr_") && len(id) <= 64
+}
+
+// heldByBrowser reports whether secret is r's browser secret.
+func (s *Service) heldByBrowser(r *recourse.Recovery, secret string) bool {
+	return len(r.BrowserHash) > 0 && credential.Equal(r.BrowserHash, s.browserHash(secret))
 }
 
 // requirementOf decodes the requirement a request was opened under. The
@@ -609,26 +637,30 @@ func (s *Service) effectiveState(r *recourse.Recovery) recourse.RecoveryState {
 // Each code allows five tries and every wrong code counts against the
 // account, atomically, whatever the resends.
 // r is the request as its browser loaded it (SubmitChallengeCode).
-func (s *Service) submitChallengeCode(ctx context.Context, r *recourse.Recovery, code string, meta Meta, seen *evidenceSeen) error {
+func (s *Service) submitChallengeCode(ctx context.Context, r *recourse.Recovery, a *recourse.Account, code string, meta Meta, seen *evidenceSeen) error {
 	code = strings.ReplaceAll(strings.TrimSpace(code), " ", "")
-	return s.checkChallenge(ctx, r, code, meta, seen)
+	return s.checkChallenge(ctx, r, a, code, meta, seen)
 }
 
-// checkChallenge checks a code for r; seen (nil: not wanted) receives what
-// the transaction that records the evidence saw.
-func (s *Service) checkChallenge(ctx context.Context, r *recourse.Recovery, code string, meta Meta, seen *evidenceSeen) error {
+// checkChallenge checks a code for r, whose account a is (nil: read it
+// here); seen (nil: not wanted) receives what the transaction that
+// records the evidence saw.
+func (s *Service) checkChallenge(ctx context.Context, r *recourse.Recovery, a *recourse.Account, code string, meta Meta, seen *evidenceSeen) error {
 	if s.effectiveState(r) != r.State || !r.State.Open() {
 		return errRecoveryClosed
 	}
-	a, err := s.store.Account(ctx, r.AccountID)
-	if err != nil {
-		return internal("read account", err)
+	if a == nil {
+		var err error
+		if a, err = s.store.Account(ctx, r.AccountID); err != nil {
+			return internal("read account", err)
+		}
 	}
 	if a.RecoveryFailures >= maxRecoveryFailures || a.FrozenAt != nil {
 		return errTooManyCodes
 	}
 	subject := s.readSubject(ctx, a, r)
 	now := s.now()
+	var err error
 	// One transaction takes the attempt, compares, and either records the
 	// evidence or counts the failure: an attempt is never taken without
 	// its outcome being stored, and a right code costs one write.
@@ -689,7 +721,7 @@ func (s *Service) checkChallenge(ctx context.Context, r *recourse.Recovery, code
 // submitTOTP proves possession of a still-bound authenticator app. A code
 // is accepted once only.
 func (s *Service) submitTOTP(ctx context.Context, id, secret, code string, meta Meta, seen *evidenceSeen) error {
-	r, err := s.loadForBrowser(ctx, s.store, id, secret)
+	r, a, err := s.loadForBrowserWithAccount(ctx, id, secret)
 	if errors.Is(err, recourse.ErrNotFound) {
 		return errWrongCode
 	}
@@ -698,10 +730,6 @@ func (s *Service) submitTOTP(ctx context.Context, id, secret, code string, meta 
 	}
 	if !r.State.Open() || s.effectiveState(r) != r.State {
 		return errRecoveryClosed
-	}
-	a, err := s.store.Account(ctx, r.AccountID)
-	if err != nil {
-		return internal("read account", err)
 	}
 	if a.RecoveryFailures >= maxRecoveryFailures || a.FrozenAt != nil {
 		return errTooManyCodes

@@ -74,9 +74,12 @@ func (s *Service) finishRecoveryWebAuthn(ctx context.Context, id, secret string,
 	if s.webauthn == nil {
 		return errNoWebAuthn
 	}
-	r, err := s.loadForBrowser(ctx, s.store, id, secret)
-	if err != nil {
+	r, a, err := s.loadForBrowserWithAccount(ctx, id, secret)
+	if errors.Is(err, recourse.ErrNotFound) {
 		return errWrongCode
+	}
+	if err != nil {
+		return internal("read recovery", err)
 	}
 	if len(r.Ceremony) == 0 {
 		return recourse.Errorf(recourse.EINVALID, "The passkey request expired. Try again.")
@@ -84,10 +87,6 @@ func (s *Service) finishRecoveryWebAuthn(ctx context.Context, id, secret string,
 	var c ceremony
 	if err := json.Unmarshal(r.Ceremony, &c); err != nil || c.Kind != "recovery" || (!c.Data.Expires.IsZero() && time.Now().After(c.Data.Expires)) /* the library's wall clock */ {
 		return recourse.Errorf(recourse.EINVALID, "The passkey request expired. Try again.")
-	}
-	a, err := s.store.Account(ctx, r.AccountID)
-	if err != nil {
-		return internal("read account", err)
 	}
 	parsed, err := protocol.ParseCredentialRequestResponseBody(bytes.NewReader(body))
 	if err != nil {

@@ -17,21 +17,36 @@ const recoveryColumns = `id, account_id, action, tier, state, lost, initiator, i
     policy_digest, rule, requirement, requirement_digest, browser_hash, cooling_until, expires_at, outcome, ip, user_agent,
     created_at, updated_at, completed_at, version, ceremony`
 
-func scanRecovery(r scanner) (*recourse.Recovery, error) {
-	var x recourse.Recovery
-	var change string
-	var cooling, completed sql.NullTime
-	if err := r.Scan(&x.ID, &x.AccountID, &x.Action, &x.Tier, &x.State, &x.Lost, &x.Initiator, &x.InitiatorID, &x.Reason,
-		&change, &x.ChangeDigest, &x.PolicyDigest, &x.Rule, &x.Requirement, &x.RequirementDigest, &x.BrowserHash,
-		&cooling, &x.ExpiresAt, &x.Outcome, &x.IP, &x.UserAgent, &x.CreatedAt, &x.UpdatedAt, &completed, &x.Version, &x.Ceremony); err != nil {
-		return nil, err
-	}
-	if err := json.Unmarshal([]byte(change), &x.Change); err != nil {
+// recoveryRow is a request as scanned, before its fields are decoded.
+type recoveryRow struct {
+	x                  recourse.Recovery
+	change             string
+	cooling, completed sql.NullTime
+}
+
+func (r *recoveryRow) dest() []any {
+	x := &r.x
+	return []any{&x.ID, &x.AccountID, &x.Action, &x.Tier, &x.State, &x.Lost, &x.Initiator, &x.InitiatorID, &x.Reason,
+		&r.change, &x.ChangeDigest, &x.PolicyDigest, &x.Rule, &x.Requirement, &x.RequirementDigest, &x.BrowserHash,
+		&r.cooling, &x.ExpiresAt, &x.Outcome, &x.IP, &x.UserAgent, &x.CreatedAt, &x.UpdatedAt, &r.completed, &x.Version, &x.Ceremony}
+}
+
+func (r *recoveryRow) recovery() (*recourse.Recovery, error) {
+	x := r.x
+	if err := json.Unmarshal([]byte(r.change), &x.Change); err != nil {
 		return nil, fmt.Errorf("decode change: %w", err)
 	}
-	x.CoolingUntil, x.CompletedAt = timePtr(cooling), timePtr(completed)
+	x.CoolingUntil, x.CompletedAt = timePtr(r.cooling), timePtr(r.completed)
 	x.ExpiresAt, x.CreatedAt, x.UpdatedAt = utc(x.ExpiresAt), utc(x.CreatedAt), utc(x.UpdatedAt)
 	return &x, nil
+}
+
+func scanRecovery(r scanner) (*recourse.Recovery, error) {
+	var row recoveryRow
+	if err := r.Scan(row.dest()...); err != nil {
+		return nil, err
+	}
+	return row.recovery()
 }
 
 func jsonMap(m map[string]string) string {
@@ -61,6 +76,31 @@ func (s queries) Recovery(ctx context.Context, id string) (*recourse.Recovery, e
 	}
 	r, err := scanRecovery(s.q.QueryRowContext(ctx, `SELECT `+recoveryColumns+` FROM recovery_requests WHERE id = $1`+forUpdate, id))
 	return r, s.wrap("read recovery", err)
+}
+
+// recoveryColumnsOfR are recoveryColumns of the table aliased r.
+var recoveryColumnsOfR = prefixColumns(recoveryColumns, "r.")
+
+// RecoveryWithAccount reads a request with its account and the account's
+// channels in one statement: a submission needs both before its
+// transaction, and on PostgreSQL a statement is a round trip.
+func (s queries) RecoveryWithAccount(ctx context.Context, id string) (*recourse.Recovery, *recourse.Account, error) {
+	rows, err := s.q.QueryContext(ctx, `SELECT `+recoveryColumnsOfR+`, `+accountColumnsOfA+`, `+channelColumns+`
+		FROM recovery_requests r JOIN accounts a ON a.id = r.account_id LEFT JOIN channels c ON c.account_id = a.id
+		WHERE r.id = $1`, id)
+	if err != nil {
+		return nil, nil, s.wrap("read recovery", err)
+	}
+	var row recoveryRow
+	a, err := s.accountRows(rows, row.dest())
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := row.recovery()
+	if err != nil {
+		return nil, nil, s.wrap("read recovery", err)
+	}
+	return r, a, nil
 }
 
 func (s queries) UpdateRecovery(ctx context.Context, r *recourse.Recovery) error {

@@ -25,6 +25,56 @@ func newRecovery(t *testing.T, s recourse.Store, accountID string) *recourse.Rec
 	return r
 }
 
+// testRecoveryWithAccount: one read returns what Recovery and Account
+// return, for requests of an account with several channels and of one
+// with none, with every optional field set and unset, and ErrNotFound for
+// an unknown request.
+func testRecoveryWithAccount(t *testing.T, s recourse.Store) {
+	ctx := t.Context()
+	with := NewAccount("with")
+	with.Groups, with.Roles = []string{"g1"}, []string{"security"}
+	mustCreate(t, s, with)
+	for i, addr := range []string{"b@example.com", "a@example.com"} {
+		if err := s.AddChannel(ctx, &recourse.Channel{AccountID: "with", Kind: recourse.ChannelEmail, Address: addr, CreatedAt: T0.Add(time.Duration(i) * time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.AddChannel(ctx, &recourse.Channel{AccountID: "with", Kind: recourse.ChannelPhone, Address: "+15550000100", CreatedAt: T0}); err != nil {
+		t.Fatal(err)
+	}
+	mustCreate(t, s, NewAccount("without"))
+	plain := newRecovery(t, s, "without")
+	full := newRecovery(t, s, "with")
+	until, done := T0.Add(time.Hour), T0.Add(2*time.Hour)
+	full.CoolingUntil, full.CompletedAt, full.Ceremony, full.Outcome = &until, &done, []byte(`{"kind":"recovery"}`), "changed"
+	if err := s.UpdateRecovery(ctx, full); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []*recourse.Recovery{plain, full} {
+		wantR, err := s.Recovery(ctx, r.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantA, err := s.Account(ctx, r.AccountID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gotR, gotA, err := s.RecoveryWithAccount(ctx, r.ID)
+		if err != nil {
+			t.Fatalf("RecoveryWithAccount(%s): %v", r.AccountID, err)
+		}
+		if !reflect.DeepEqual(gotR, wantR) {
+			t.Errorf("%s: request %+v, want %+v", r.AccountID, gotR, wantR)
+		}
+		if !reflect.DeepEqual(gotA, wantA) {
+			t.Errorf("%s: account %+v, want %+v", r.AccountID, gotA, wantA)
+		}
+	}
+	if _, _, err := s.RecoveryWithAccount(ctx, "rr_nope"); !errors.Is(err, recourse.ErrNotFound) {
+		t.Errorf("unknown request: %v", err)
+	}
+}
+
 func testRecoveryLifecycle(t *testing.T, s recourse.Store) {
 	ctx := t.Context()
 	mustCreate(t, s, NewAccount("a"))

@@ -48,6 +48,7 @@ func Run(t *testing.T, newStore func(t *testing.T) recourse.Store) {
 		{"OneAccessPass", testOneAccessPass},
 		{"RecoveryVotesOncePerPerson", testRecoveryVotesOncePerPerson},
 		{"RecoveryProof", testRecoveryProof},
+		{"RecoveryWithAccount", testRecoveryWithAccount},
 		{"RecoveryFailuresAndFreeze", testRecoveryFailuresAndFreeze},
 		{"AuditAppendAndSequence", testAuditAppendAndSequence},
 		{"AuditHashesAndCheckpoints", testAuditHashesAndCheckpoints},
