@@ -50,8 +50,8 @@ func (s queries) AddAuditEvent(ctx context.Context, e *recourse.AuditEvent) erro
 		return nil
 	}
 	// The one-row statement of the flush's cached shapes.
-	st := statementsFor(queueShape{audit: 1, filters: s.d.AuditFilterColumns})
-	_, err = s.q.ExecContext(ctx, st.audit, appendAuditArgs(nil, s.d, row)...)
+	st := statementsFor(queueShape{rows: [queuedTables]int{tableAudit: 1}, filters: s.d.AuditFilterColumns})
+	_, err = s.q.ExecContext(ctx, st[0], appendAuditArgs(nil, s.d, row)...)
 	return s.wrap("add audit event", err)
 }
 

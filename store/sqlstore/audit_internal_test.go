@@ -1,6 +1,10 @@
 package sqlstore
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/recourse/recourse"
+)
 
 func TestRowsPerStatement(t *testing.T) {
 	shapes := map[int]bool{}
@@ -21,5 +25,29 @@ func TestRowsPerStatement(t *testing.T) {
 	}
 	if len(shapes) != 7 {
 		t.Errorf("%d statement shapes, want 7 (1, 2, 4 … 64)", len(shapes))
+	}
+}
+
+// TestQueueTouches: a statement is preceded by a flush when it names a
+// table with queued rows, and only then.
+func TestQueueTouches(t *testing.T) {
+	q := &writeQueue{challenges: make([]*recourse.Challenge, 1), mail: make([]queuedMail, 1)}
+	for _, c := range []struct {
+		query string
+		want  bool
+	}{
+		{`UPDATE challenges SET attempts = attempts + 1 WHERE request_id = $1`, true},
+		{`SELECT body FROM outbox WHERE account_id = $1`, true},
+		{`SELECT id FROM notifications WHERE id = $1`, true},
+		{`SELECT id FROM recovery_requests WHERE id = $1 FOR UPDATE`, false},
+		{`SELECT count(*) FROM audit_events WHERE seq IS NULL`, false}, // no event waits
+		{`UPDATE tokens SET used_at = $3 WHERE hash = $1`, false},      // no token waits
+	} {
+		if got := q.touches(c.query); got != c.want {
+			t.Errorf("touches(%q) = %v, want %v", c.query, got, c.want)
+		}
+	}
+	if (&writeQueue{}).touches(`SELECT * FROM challenges, tokens, outbox, notifications, audit_events`) {
+		t.Error("an empty queue touches a statement")
 	}
 }

@@ -2,6 +2,8 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -11,21 +13,45 @@ import (
 	"github.com/recourse/recourse"
 )
 
-// writeQueue holds the inserts a transaction defers to its end: its audit
-// events and the messages it delivers to the outbox. Nothing in the
-// transaction reads them back before flushQueued, which runs before the
-// commit and before every read of the audit log, the outbox or the
-// notifications, so the transaction still reads its own writes.
+// writeQueue holds the inserts a transaction defers: its audit events, the
+// codes and tokens it issues (all but access passes) and the messages it
+// delivers to the outbox. They are written, in the order they were queued
+// within each table, before the transaction's next statement that names
+// one of their tables (txQuerier) and before its commit, so the
+// transaction still reads its own writes and nothing it queued is lost.
 //
-// Why: a recovery's transaction records two to five audit events and
-// sends two or three notices, each of them an insert, and on PostgreSQL
-// each statement is a round trip (about a fifth of a recovery-code flow's
-// statements were these inserts). flushQueued writes them in multi-row
-// statements, and on PostgreSQL in one statement whose WITH clauses insert
-// into the other tables (docs/benchmarks.md).
+// Why: a recovery's transaction records two to five audit events, issues
+// a code and a cancel link and sends two or three notices, each of them an
+// insert, and on PostgreSQL each statement is a round trip. Queued, they
+// go in multi-row statements of fixed shapes, and on PostgreSQL in one
+// statement whose WITH clauses insert into the other tables
+// (docs/benchmarks.md, changes 27 and 47).
+//
+// A queued insert that fails (a broken constraint) fails the statement
+// that wrote it and, kept in err, the transaction's commit.
 type writeQueue struct {
-	audit []queuedAudit
-	mail  []queuedMail
+	audit      []queuedAudit
+	challenges []*recourse.Challenge
+	tokens     []*recourse.Token
+	mail       []queuedMail
+	err        error
+}
+
+// empty reports whether nothing waits.
+func (q *writeQueue) empty() bool {
+	return len(q.audit) == 0 && len(q.challenges) == 0 && len(q.tokens) == 0 && len(q.mail) == 0
+}
+
+// touches reports whether query names a table that has rows waiting: it
+// could read them, or conflict with them, so they are written first. No
+// table refers to a queued one, and none is read through a view or a
+// trigger, so a statement that names none of them cannot see the
+// difference. (A wider match only writes them sooner.)
+func (q *writeQueue) touches(query string) bool {
+	return len(q.audit) > 0 && strings.Contains(query, "audit_events") ||
+		len(q.challenges) > 0 && strings.Contains(query, "challenges") ||
+		len(q.tokens) > 0 && strings.Contains(query, "tokens") ||
+		len(q.mail) > 0 && (strings.Contains(query, "outbox") || strings.Contains(query, "notifications"))
 }
 
 // queuedAudit is an audit event's canonical encoding and, where the
@@ -40,15 +66,46 @@ type queuedMail struct {
 	n *recourse.Notification
 }
 
+// The queued tables, in the order a flush writes them.
+const (
+	tableAudit = iota
+	tableChallenges
+	tableTokens
+	tableOutbox
+	tableNotifications
+	queuedTables
+)
+
 const (
 	outboxInsert       = `INSERT INTO outbox (id, account_id, to_address, subject, body, created_at) VALUES `
 	notificationInsert = `INSERT INTO notifications (id, kind, account_id, to_address, subject, body, state, attempts, last_error, created_at, updated_at, sent_at) VALUES `
 	auditInsert        = `INSERT INTO audit_events (data) VALUES `
 	auditFilterInsert  = `INSERT INTO audit_events (data, event_id, ev_time, actor_id, subject_id, action, request_id) VALUES `
+	challengeInsert    = `INSERT INTO challenges (` + challengeColumns + `) VALUES `
+	tokenInsert        = `INSERT INTO tokens (` + tokenColumns + `) VALUES `
 	auditFilterWidth   = 7
 	outboxWidth        = 6
 	notificationWidth  = 12
+	challengeWidth     = 9
+	tokenWidth         = 10
 )
+
+// insertOf returns a queued table's insert and its columns per row; the
+// audit rows carry their filter columns or not (Dialect.AuditFilterColumns).
+func insertOf(table int, auditFilters bool) (string, int) {
+	switch table {
+	case tableAudit:
+		return auditInsertFor(auditFilters)
+	case tableChallenges:
+		return challengeInsert, challengeWidth
+	case tableTokens:
+		return tokenInsert, tokenWidth
+	case tableOutbox:
+		return outboxInsert, outboxWidth
+	default:
+		return notificationInsert, notificationWidth
+	}
+}
 
 // The one-row inserts of AddOutboxMessage and AddNotification.
 var (
@@ -62,6 +119,15 @@ func outboxArgs(m *recourse.OutboxMessage) []any {
 
 func notificationArgs(n *recourse.Notification) []any {
 	return []any{n.ID, n.Kind, n.AccountID, n.To, n.Subject, n.Body, n.State, n.Attempts, n.LastError, utc(n.CreatedAt), utc(n.UpdatedAt), nullTime(n.SentAt)}
+}
+
+func challengeArgs(c *recourse.Challenge) []any {
+	return []any{c.ID, c.RequestID, c.ChannelID, c.Kind, c.CodeHash, c.Attempts, utc(c.ExpiresAt), nullTime(c.UsedAt), utc(c.CreatedAt)}
+}
+
+func tokenArgs(t *recourse.Token) []any {
+	return []any{t.Hash, t.ID, t.Purpose, t.RequestID, t.AccountID, nilIfEmpty(t.BrowserHash), utc(t.ExpiresAt), nullTime(t.UsedAt),
+		nullTime(t.RevokedAt), utc(t.CreatedAt)}
 }
 
 // auditInsertFor returns the audit insert and its columns per row, with
@@ -99,10 +165,10 @@ func (s queries) DeliverToOutbox(ctx context.Context, m *recourse.OutboxMessage,
 	}
 	return s.inTransaction(ctx, func(q queries) error {
 		if q.queue == nil {
-			q.queue = &writeQueue{}
+			return errors.New("deliver to outbox: no transaction")
 		}
 		q.queue.mail = append(q.queue.mail, queuedMail{m, n})
-		return q.flushQueued(ctx)
+		return nil
 	})
 }
 
@@ -127,96 +193,167 @@ func values(n, width, first int) string {
 	return b.String()
 }
 
-// queueShape is the shape of one flush: how many audit events and
-// deliveries, and whether they go in one statement.
+// queueShape is the shape of one flush: how many rows of each queued table,
+// and whether they go in one statement.
 type queueShape struct {
-	audit, mail int
-	with        bool
+	rows [queuedTables]int
+	with bool
 	// filters: the audit rows carry their filter columns.
 	filters bool
 }
 
-// queueStatements are the statements of a shape: all in one (with), or
-// each table's on its own.
-type queueStatements struct {
-	with, audit, outbox, notes string
-}
-
 // queueSQL caches the statements of each shape (rowsPerStatement keeps
 // them few), so a transaction's flush does not build its SQL again.
-var queueSQL sync.Map // queueShape -> *queueStatements
+var queueSQL sync.Map // queueShape -> []string
 
-func statementsFor(sh queueShape) *queueStatements {
+// statementsFor returns the statements of a shape: one whose WITH clauses
+// insert into all its tables but the last, or one per table, in table
+// order.
+func statementsFor(sh queueShape) []string {
 	if st, ok := queueSQL.Load(sh); ok {
-		return st.(*queueStatements)
+		return st.([]string)
 	}
-	st := &queueStatements{}
-	insert, width := auditInsertFor(sh.filters)
-	if sh.with {
-		stmt := "WITH "
-		if sh.audit > 0 {
-			stmt += "a AS (" + insert + values(sh.audit, width, 1) + "), "
+	var parts []string
+	first := 1
+	for table, n := range sh.rows {
+		if n == 0 {
+			continue
 		}
-		first := sh.audit*width + 1
-		st.with = stmt + "o AS (" + outboxInsert + values(sh.mail, outboxWidth, first) + ") " +
-			notificationInsert + values(sh.mail, notificationWidth, first+sh.mail*outboxWidth)
-	} else {
-		st.audit = insert + values(sh.audit, width, 1)
-		st.outbox = outboxInsert + values(sh.mail, outboxWidth, 1)
-		st.notes = notificationInsert + values(sh.mail, notificationWidth, 1)
+		insert, width := insertOf(table, sh.filters)
+		if sh.with {
+			parts = append(parts, insert+values(n, width, first))
+			first += n * width
+		} else {
+			parts = append(parts, insert+values(n, width, 1))
+		}
+	}
+	st := parts
+	if sh.with && len(parts) > 1 {
+		var b strings.Builder
+		b.WriteString("WITH ")
+		for i, p := range parts[:len(parts)-1] {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "q%d AS (%s)", i, p)
+		}
+		b.WriteString(" " + parts[len(parts)-1])
+		st = []string{b.String()}
 	}
 	v, _ := queueSQL.LoadOrStore(sh, st)
-	return v.(*queueStatements)
+	return v.([]string)
 }
 
-// flushQueued writes the transaction's queued inserts, in the order they
-// were queued within each table, in multi-row statements of fixed shapes.
-// Where the dialect allows inserts in WITH clauses (PostgreSQL) a batch of
-// audit events and one of deliveries go in one statement.
-func (s queries) flushQueued(ctx context.Context) error {
-	if s.queue == nil {
-		return nil
+// flush writes what waits through q, the transaction itself, in
+// multi-row statements of fixed shapes; where the dialect allows inserts
+// in WITH clauses (PostgreSQL), each round's rows of every table go in one
+// statement. A failure is kept: the queue then refuses every later flush.
+func (q *writeQueue) flush(ctx context.Context, tx querier, d Dialect) error {
+	if q.err != nil {
+		return q.err
 	}
-	q := s.queue
-	for len(q.audit) > 0 || len(q.mail) > 0 {
-		sh := queueShape{with: s.d.InsertInWith && len(q.mail) > 0, filters: s.d.AuditFilterColumns}
-		if len(q.audit) > 0 {
-			sh.audit = rowsPerStatement(len(q.audit))
+	for !q.empty() {
+		var sh queueShape
+		sh.filters = d.AuditFilterColumns
+		lens := [queuedTables]int{len(q.audit), len(q.challenges), len(q.tokens), len(q.mail), len(q.mail)}
+		tables := 0
+		for t, n := range lens {
+			if n > 0 {
+				sh.rows[t] = rowsPerStatement(n)
+				tables++
+			}
 		}
-		if len(q.mail) > 0 {
-			sh.mail = rowsPerStatement(len(q.mail))
+		sh.with = d.InsertInWith && tables > 1
+		var args [queuedTables][]any
+		_, width := auditInsertFor(sh.filters)
+		args[tableAudit] = make([]any, 0, sh.rows[tableAudit]*width)
+		for _, a := range q.audit[:sh.rows[tableAudit]] {
+			args[tableAudit] = appendAuditArgs(args[tableAudit], d, a)
+		}
+		for _, c := range q.challenges[:sh.rows[tableChallenges]] {
+			args[tableChallenges] = append(args[tableChallenges], challengeArgs(c)...)
+		}
+		for _, t := range q.tokens[:sh.rows[tableTokens]] {
+			args[tableTokens] = append(args[tableTokens], tokenArgs(t)...)
+		}
+		for _, qm := range q.mail[:sh.rows[tableOutbox]] {
+			args[tableOutbox] = append(args[tableOutbox], outboxArgs(qm.m)...)
+			args[tableNotifications] = append(args[tableNotifications], notificationArgs(qm.n)...)
 		}
 		st := statementsFor(sh)
-		_, width := auditInsertFor(sh.filters)
-		auditArgs := make([]any, 0, sh.audit*width)
-		for _, a := range q.audit[:sh.audit] {
-			auditArgs = appendAuditArgs(auditArgs, s.d, a)
-		}
-		var outbox, notes []any
-		for _, qm := range q.mail[:sh.mail] {
-			outbox = append(outbox, outboxArgs(qm.m)...)
-			notes = append(notes, notificationArgs(qm.n)...)
-		}
 		if sh.with {
-			if _, err := s.q.ExecContext(ctx, st.with, slices.Concat(auditArgs, outbox, notes)...); err != nil {
-				return s.wrap("add audit events and outbox messages", err)
+			if _, err := tx.ExecContext(ctx, st[0], slices.Concat(args[:]...)...); err != nil {
+				q.err = fmt.Errorf("write queued inserts: %w", err)
+				return q.err
 			}
 		} else {
-			if sh.audit > 0 {
-				if _, err := s.q.ExecContext(ctx, st.audit, auditArgs...); err != nil {
-					return s.wrap("add audit event", err)
+			i := 0
+			for t, n := range sh.rows {
+				if n == 0 {
+					continue
 				}
-			}
-			if sh.mail > 0 {
-				if _, err := s.q.ExecContext(ctx, st.outbox, outbox...); err != nil {
-					return s.wrap("add outbox message", err)
+				if _, err := tx.ExecContext(ctx, st[i], args[t]...); err != nil {
+					q.err = fmt.Errorf("write queued inserts: %w", err)
+					return q.err
 				}
-				if _, err := s.q.ExecContext(ctx, st.notes, notes...); err != nil {
-					return s.wrap("add notification", err)
-				}
+				i++
 			}
 		}
-		q.audit, q.mail = q.audit[sh.audit:], q.mail[sh.mail:]
+		q.audit, q.challenges = q.audit[sh.rows[tableAudit]:], q.challenges[sh.rows[tableChallenges]:]
+		q.tokens, q.mail = q.tokens[sh.rows[tableTokens]:], q.mail[sh.rows[tableOutbox]:]
 	}
 	return nil
+}
+
+// flushQueued writes the transaction's queued inserts (writeQueue.flush);
+// nothing outside a transaction.
+func (s queries) flushQueued(ctx context.Context) error {
+	if t, ok := s.q.(txQuerier); ok {
+		return s.wrap("write queued inserts", t.flush(ctx))
+	}
+	return nil
+}
+
+// txQuerier is a transaction's querier: a statement that names a table
+// with queued rows first writes the queue (writeQueue.touches), so the
+// transaction reads and changes its own writes; others leave the rows
+// waiting for a later, larger flush.
+type txQuerier struct {
+	tx    *sql.Tx
+	queue *writeQueue
+	d     Dialect
+}
+
+func (t txQuerier) flush(ctx context.Context) error { return t.queue.flush(ctx, t.tx, t.d) }
+
+// flushFor writes the queue if query touches it, or reports the failure
+// of an earlier flush.
+func (t txQuerier) flushFor(ctx context.Context, query string) error {
+	if t.queue.err != nil || t.queue.touches(query) {
+		return t.flush(ctx)
+	}
+	return nil
+}
+
+func (t txQuerier) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if err := t.flushFor(ctx, query); err != nil {
+		return nil, err
+	}
+	return t.tx.ExecContext(ctx, query, args...)
+}
+
+func (t txQuerier) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if err := t.flushFor(ctx, query); err != nil {
+		return nil, err
+	}
+	return t.tx.QueryContext(ctx, query, args...)
+}
+
+// QueryRowContext cannot hand back a failed flush (a *sql.Row carries only
+// its own errors): the failure stays in the queue and fails the commit,
+// and on PostgreSQL this statement fails too, the transaction being
+// aborted.
+func (t txQuerier) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	_ = t.flushFor(ctx, query)
+	return t.tx.QueryRowContext(ctx, query, args...)
 }

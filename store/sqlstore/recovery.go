@@ -334,8 +334,12 @@ func (s queries) CreateChallenge(ctx context.Context, c *recourse.Challenge) err
 	if c.ID == "" {
 		c.ID = recourse.NewID("chl_")
 	}
-	_, err := s.q.ExecContext(ctx, `INSERT INTO challenges (`+challengeColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		c.ID, c.RequestID, c.ChannelID, c.Kind, c.CodeHash, c.Attempts, utc(c.ExpiresAt), nullTime(c.UsedAt), utc(c.CreatedAt))
+	if s.queue != nil {
+		// Written with the transaction's next statement (writeQueue).
+		s.queue.challenges = append(s.queue.challenges, c)
+		return nil
+	}
+	_, err := s.q.ExecContext(ctx, challengeInsert+values(1, challengeWidth, 1), challengeArgs(c)...)
 	return s.wrap("create challenge", err)
 }
 
@@ -377,9 +381,15 @@ func (s queries) CreateToken(ctx context.Context, t *recourse.Token) error {
 	if t.ID == "" {
 		t.ID = recourse.NewID("tok_")
 	}
-	_, err := s.q.ExecContext(ctx, `INSERT INTO tokens (`+tokenColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-		t.Hash, t.ID, t.Purpose, t.RequestID, t.AccountID, nilIfEmpty(t.BrowserHash), utc(t.ExpiresAt), nullTime(t.UsedAt),
-		nullTime(t.RevokedAt), utc(t.CreatedAt))
+	// An access pass is written at once: at most one is outstanding per
+	// account (tokens_one_access_pass), and its issuer acts on the
+	// conflict. Other tokens are written with the transaction's next
+	// statement (writeQueue).
+	if s.queue != nil && t.Purpose != recourse.TokenAccessPass {
+		s.queue.tokens = append(s.queue.tokens, t)
+		return nil
+	}
+	_, err := s.q.ExecContext(ctx, tokenInsert+values(1, tokenWidth, 1), tokenArgs(t)...)
 	return s.wrap("create token", err)
 }
 
@@ -463,8 +473,14 @@ func (s queries) AccountsInGroup(ctx context.Context, group string, limit int) (
 }
 
 // SQLTx exposes the transaction to components that must write in it (the
-// job queue's transactional inserts); nil outside a transaction.
+// job queue's transactional inserts); nil outside a transaction. The
+// inserts queued so far are written first, as before any statement of the
+// store's own (writeQueue); a failure fails the commit.
 func (s queries) SQLTx() *sql.Tx {
-	tx, _ := s.q.(*sql.Tx)
-	return tx
+	t, ok := s.q.(txQuerier)
+	if !ok {
+		return nil
+	}
+	_ = t.flush(context.Background())
+	return t.tx
 }

@@ -94,10 +94,13 @@ func (s queries) inTransaction(ctx context.Context, fn func(q queries) error) er
 	}
 	defer tx.Rollback()
 	var committed []func()
-	q := queries{q: tx, d: s.d, inTx: true, db: s.db, committed: &committed, queue: &writeQueue{}}
+	queue := &writeQueue{}
+	q := queries{q: txQuerier{tx: tx, queue: queue, d: s.d}, d: s.d, inTx: true, db: s.db, committed: &committed, queue: queue}
 	if err := fn(q); err != nil {
 		return err
 	}
+	// Also when fn ignored a failed statement: a queued insert that
+	// failed fails the commit.
 	if err := q.flushQueued(ctx); err != nil {
 		return err
 	}

@@ -75,6 +75,124 @@ func testRecoveryWithAccount(t *testing.T, s recourse.Store) {
 	}
 }
 
+// testQueuedInserts: the codes and tokens a transaction issues, queued
+// with its audit events and deliveries until its next statement of another
+// kind (and written in one statement on PostgreSQL), are read back by the
+// transaction itself, all committed together, and a queued insert that
+// fails fails the transaction even when nothing it read reported it. An
+// access pass is never queued: its conflict is reported at once.
+func testQueuedInserts(t *testing.T, s recourse.Store) {
+	ctx := t.Context()
+	mustCreate(t, s, NewAccount("a"))
+	r := newRecovery(t, s, "a")
+	challenge := func(id string, i int) *recourse.Challenge {
+		return &recourse.Challenge{ID: id, RequestID: r.ID, ChannelID: "ch", Kind: "email", CodeHash: []byte{byte(i)},
+			ExpiresAt: T0.Add(time.Hour), CreatedAt: T0.Add(time.Duration(i) * time.Second)}
+	}
+	token := func(hash, purpose string) *recourse.Token {
+		return &recourse.Token{Hash: []byte(hash), Purpose: purpose, RequestID: r.ID, AccountID: "a", ExpiresAt: T0.Add(time.Hour), CreatedAt: T0}
+	}
+	mail := func(i int) (*recourse.OutboxMessage, *recourse.Notification) {
+		at := T0.Add(time.Duration(i) * time.Second)
+		return &recourse.OutboxMessage{AccountID: "a", To: "a@example.com", Subject: fmt.Sprintf("q%d", i), Body: "b", CreatedAt: at},
+			&recourse.Notification{ID: fmt.Sprintf("msg_q%02d", i), Kind: recourse.NotifyEmail, AccountID: "a", To: "a@example.com",
+				Subject: fmt.Sprintf("q%d", i), State: recourse.NotificationSent, CreatedAt: at, SentAt: &at}
+	}
+
+	// Every table queued at once, in shapes of 3, 2, 1 and 2 rows, then
+	// read back inside the transaction.
+	err := s.InTx(ctx, func(tx recourse.Tx) error {
+		for i := range 3 {
+			if err := tx.AddAuditEvent(ctx, NewAuditEvent(recourse.ActionRecoveryStart, "a", i)); err != nil {
+				return err
+			}
+		}
+		for i, id := range []string{"chl_q1", "chl_q2"} {
+			if err := tx.CreateChallenge(ctx, challenge(id, i)); err != nil {
+				return err
+			}
+		}
+		if err := tx.CreateToken(ctx, token("cancel-1", recourse.TokenCancel)); err != nil {
+			return err
+		}
+		for i := range 2 {
+			m, n := mail(i)
+			if err := tx.DeliverToOutbox(ctx, m, n); err != nil {
+				return err
+			}
+		}
+		cands, err := tx.TakeChallengeAttempts(ctx, r.ID, 5, T0)
+		if err != nil || len(cands) != 2 {
+			t.Errorf("the transaction takes attempts on %d of its 2 codes, %v", len(cands), err)
+		}
+		if tok, err := tx.UseToken(ctx, []byte("cancel-1"), recourse.TokenCancel, T0); err != nil || tok.RequestID != r.ID {
+			t.Errorf("the transaction cannot use its own token: %+v, %v", tok, err)
+		}
+		// Queued again after a read, written at the commit.
+		return tx.CreateChallenge(ctx, challenge("chl_q3", 3))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chs, err := s.Challenges(ctx, r.ID)
+	if err != nil || len(chs) != 3 || chs[0].ID != "chl_q1" || chs[0].Attempts != 1 || chs[2].ID != "chl_q3" || chs[2].Attempts != 0 {
+		t.Errorf("Challenges = %d, %v; want chl_q1 and chl_q2 tried once, chl_q3 untried", len(chs), err)
+	}
+	if _, err := s.UseToken(ctx, []byte("cancel-1"), recourse.TokenCancel, T0); !errors.Is(err, recourse.ErrNotFound) {
+		t.Errorf("the token used in the transaction is usable again: %v", err)
+	}
+	if ms, err := s.OutboxMessages(ctx, 10); err != nil || len(ms) != 2 {
+		t.Errorf("OutboxMessages = %d, %v; want 2", len(ms), err)
+	}
+	if recs, err := s.UnsequencedAuditEvents(ctx, 0, 10); err != nil || len(recs) != 3 {
+		t.Errorf("audit events = %d, %v; want 3", len(recs), err)
+	}
+
+	// A queued code whose id is taken fails the transaction, though the
+	// transaction's function ignores the failure its read of the codes
+	// met, and a read of one row (which cannot hand a failure back) came
+	// after; none of its writes stay.
+	err = s.InTx(ctx, func(tx recourse.Tx) error {
+		if err := tx.AddAuditEvent(ctx, NewAuditEvent(recourse.ActionRecoveryStart, "a", 9)); err != nil {
+			return err
+		}
+		if err := tx.CreateToken(ctx, token("cancel-2", recourse.TokenCancel)); err != nil {
+			return err
+		}
+		if err := tx.CreateChallenge(ctx, challenge("chl_q1", 9)); err != nil {
+			return err
+		}
+		if _, err := tx.Challenges(ctx, r.ID); err == nil {
+			t.Error("reading the codes after a failed queued insert succeeded")
+		}
+		_, _ = tx.Recovery(ctx, r.ID)
+		return nil
+	})
+	if err == nil {
+		t.Fatal("a transaction whose queued insert failed committed")
+	}
+	if recs, _ := s.UnsequencedAuditEvents(ctx, 0, 10); len(recs) != 3 {
+		t.Errorf("the failed transaction's audit event was stored: %d events", len(recs))
+	}
+	if _, err := s.UseToken(ctx, []byte("cancel-2"), recourse.TokenCancel, T0); !errors.Is(err, recourse.ErrNotFound) {
+		t.Errorf("the failed transaction's token was stored: %v", err)
+	}
+
+	// A second outstanding access pass is refused by CreateToken itself.
+	err = s.InTx(ctx, func(tx recourse.Tx) error {
+		if err := tx.CreateToken(ctx, token("pass-1", recourse.TokenAccessPass)); err != nil {
+			return err
+		}
+		if err := tx.CreateToken(ctx, token("pass-2", recourse.TokenAccessPass)); !errors.Is(err, recourse.ErrConflict) {
+			t.Errorf("second access pass: %v, want ErrConflict from CreateToken", err)
+		}
+		return errors.New("rolled back")
+	})
+	if err == nil {
+		t.Error("the access-pass transaction committed")
+	}
+}
+
 func testRecoveryLifecycle(t *testing.T, s recourse.Store) {
 	ctx := t.Context()
 	mustCreate(t, s, NewAccount("a"))

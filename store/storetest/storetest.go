@@ -49,6 +49,7 @@ func Run(t *testing.T, newStore func(t *testing.T) recourse.Store) {
 		{"RecoveryVotesOncePerPerson", testRecoveryVotesOncePerPerson},
 		{"RecoveryProof", testRecoveryProof},
 		{"RecoveryWithAccount", testRecoveryWithAccount},
+		{"QueuedInserts", testQueuedInserts},
 		{"RecoveryFailuresAndFreeze", testRecoveryFailuresAndFreeze},
 		{"AuditAppendAndSequence", testAuditAppendAndSequence},
 		{"AuditHashesAndCheckpoints", testAuditHashesAndCheckpoints},
