@@ -174,6 +174,10 @@ type RecoveryTx interface {
 	// authenticators, in one read: what a request's state, and what its
 	// browser is offered, are decided from.
 	RecoveryProof(ctx context.Context, requestID, accountID string) (*RecoveryProof, error)
+	// RecoveryWithProof reads a request with its proof (as RecoveryProof
+	// reads it for the request's account) in one read, locking nothing.
+	// ErrNotFound when there is no such request.
+	RecoveryWithProof(ctx context.Context, id string) (*Recovery, *RecoveryProof, error)
 
 	CreateChallenge(ctx context.Context, c *Challenge) error
 	// TakeChallengeAttempts atomically counts one attempt against every

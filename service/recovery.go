@@ -508,12 +508,17 @@ type proof struct {
 // evidenceOf gathers a request's evidence and the approving votes on its
 // current change, in one read with what else its subject could prove.
 func (s *Service) evidenceOf(ctx context.Context, tx recourse.Tx, r *recourse.Recovery) (proof, error) {
-	var ev policy.Evidence
-	var labels []string
 	p, err := tx.RecoveryProof(ctx, r.ID, r.AccountID)
 	if err != nil {
 		return proof{}, err
 	}
+	return proofOf(r, p), nil
+}
+
+// proofOf is what the stored proof p of r counts for.
+func proofOf(r *recourse.Recovery, p *recourse.RecoveryProof) proof {
+	var ev policy.Evidence
+	var labels []string
 	for _, e := range p.Evidence {
 		switch e.Kind {
 		case "code":
@@ -551,7 +556,7 @@ func (s *Service) evidenceOf(ctx context.Context, tx recourse.Tx, r *recourse.Re
 			labels = append(labels, "approval")
 		}
 	}
-	return proof{ev: ev, labels: labels, votes: p.Votes, means: p.Means}, nil
+	return proof{ev: ev, labels: labels, votes: p.Votes, means: p.Means}
 }
 
 // RecoveryStatus returns what the browser that drives the request may see.
@@ -559,18 +564,22 @@ func (s *Service) evidenceOf(ctx context.Context, tx recourse.Tx, r *recourse.Re
 // request, so the page never confirms that an account exists.
 func (s *Service) RecoveryStatus(ctx context.Context, id, secret string) (*RecoveryView, error) {
 	view := &RecoveryView{ID: id, State: recourse.RecoveryCollecting}
-	r, err := s.loadForBrowser(ctx, s.store, id, secret)
+	if !validBrowserRef(id, secret) {
+		return view, nil
+	}
+	// The request and its proof in one read (a status is read after
+	// every step); the proof is used only once the secret matches.
+	r, p, err := s.store.RecoveryWithProof(ctx, id)
 	if errors.Is(err, recourse.ErrNotFound) {
 		return view, nil
 	}
 	if err != nil {
 		return nil, internal("read recovery", err)
 	}
-	p, err := s.evidenceOf(ctx, s.store, r)
-	if err != nil {
-		return nil, internal("read evidence", err)
+	if !s.heldByBrowser(r, secret) {
+		return view, nil
 	}
-	return s.viewOf(r, p)
+	return s.viewOf(r, proofOf(r, p))
 }
 
 // evidenceSeen is what a transaction that recorded evidence saw last: the

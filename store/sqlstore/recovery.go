@@ -267,54 +267,128 @@ func (s queries) RecoveryVotes(ctx context.Context, requestID string) ([]*recour
 // tables' rows in common columns, told apart by the first. An account has
 // a handful of authenticators; Means keeps each kind once.
 func (s queries) RecoveryProof(ctx context.Context, requestID, accountID string) (*recourse.RecoveryProof, error) {
-	rows, err := s.q.QueryContext(ctx, `SELECT 0 AS k, id, kind, detail, actor_id, '' AS change_digest, '' AS roles, '' AS comment, created_at
-        FROM recovery_evidence WHERE request_id = $1
-        UNION ALL
-        SELECT 1, 0, vote, NULL, approver_id, change_digest, CAST(roles AS TEXT), comment, created_at
-        FROM recovery_votes WHERE request_id = $1
-        UNION ALL
-        SELECT 2, 0, kind, NULL, '', '', '', '', created_at
-        FROM authenticators WHERE account_id = $2 AND status = 'active'`, requestID, accountID)
+	rows, err := s.q.QueryContext(ctx, `SELECT `+proofColumns+` FROM (`+proofUnion+`) p`, requestID, accountID)
 	if err != nil {
 		return nil, s.wrap("read evidence and votes", err)
 	}
 	defer rows.Close()
 	p := &recourse.RecoveryProof{}
 	for rows.Next() {
-		var k, id int64
-		var what, who, digest, roles, comment string
-		var detail []byte
-		var at time.Time
-		if err := rows.Scan(&k, &id, &what, &detail, &who, &digest, &roles, &comment, &at); err != nil {
+		var row proofRow
+		if err := rows.Scan(row.dest()...); err != nil {
 			return nil, s.wrap("read evidence and votes", err)
 		}
-		switch k {
-		case 0:
-			p.Evidence = append(p.Evidence, &recourse.RecoveryEvidence{ID: id, RequestID: requestID, Kind: what, Detail: detail, ActorID: who, CreatedAt: utc(at)})
-		case 1:
-			v := &recourse.RecoveryVote{RequestID: requestID, ApproverID: who, ChangeDigest: digest, Vote: what, Comment: comment, CreatedAt: utc(at)}
-			if v.Roles, err = parseList(roles); err != nil {
-				return nil, err
-			}
-			p.Votes = append(p.Votes, v)
-		default:
-			if !slices.Contains(p.Means, recourse.AuthenticatorKind(what)) {
-				p.Means = append(p.Means, recourse.AuthenticatorKind(what))
-			}
+		if err := row.addTo(p, requestID); err != nil {
+			return nil, err
 		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, s.wrap("read evidence and votes", err)
 	}
-	// Ordered here, not by the statement: a sort is a plan node that
-	// PostgreSQL sets up for every execution, and this read is in every
-	// submission and status read (docs/benchmarks.md, change 39).
+	sortProof(p)
+	return p, nil
+}
+
+// proofUnion is the three tables' rows of a proof in common columns, told
+// apart by the first; $1 is the request, $2 its account.
+const proofUnion = `SELECT 0 AS k, id, kind AS what, detail, actor_id AS who, '' AS digest, '' AS roles, '' AS comment, created_at AS at
+        FROM recovery_evidence WHERE request_id = $1
+        UNION ALL
+        SELECT 1, 0, vote, NULL, approver_id, change_digest, CAST(roles AS TEXT), comment, created_at
+        FROM recovery_votes WHERE request_id = $1
+        UNION ALL
+        SELECT 2, 0, kind, NULL, '', '', '', '', created_at
+        FROM authenticators WHERE account_id = $2 AND status = 'active'`
+
+const proofColumns = `p.k, p.id, p.what, p.detail, p.who, p.digest, p.roles, p.comment, p.at`
+
+// proofRow is one row of proofUnion, every column nullable: in
+// RecoveryWithProof a request without proof has a row of NULLs.
+type proofRow struct {
+	k, id                             sql.NullInt64
+	what, who, digest, roles, comment sql.NullString
+	detail                            []byte
+	at                                sql.NullTime
+}
+
+func (r *proofRow) dest() []any {
+	return []any{&r.k, &r.id, &r.what, &r.detail, &r.who, &r.digest, &r.roles, &r.comment, &r.at}
+}
+
+// addTo adds the row to p; a row of NULLs adds nothing.
+func (r *proofRow) addTo(p *recourse.RecoveryProof, requestID string) error {
+	if !r.k.Valid {
+		return nil
+	}
+	at := utc(r.at.Time)
+	switch r.k.Int64 {
+	case 0:
+		p.Evidence = append(p.Evidence, &recourse.RecoveryEvidence{ID: r.id.Int64, RequestID: requestID, Kind: r.what.String, Detail: r.detail,
+			ActorID: r.who.String, CreatedAt: at})
+	case 1:
+		v := &recourse.RecoveryVote{RequestID: requestID, ApproverID: r.who.String, ChangeDigest: r.digest.String, Vote: r.what.String,
+			Comment: r.comment.String, CreatedAt: at}
+		var err error
+		if v.Roles, err = parseList(r.roles.String); err != nil {
+			return err
+		}
+		p.Votes = append(p.Votes, v)
+	default:
+		if kind := recourse.AuthenticatorKind(r.what.String); !slices.Contains(p.Means, kind) {
+			p.Means = append(p.Means, kind)
+		}
+	}
+	return nil
+}
+
+// sortProof orders a proof here, not by the statement: a sort is a plan
+// node that PostgreSQL sets up for every execution, and this read is in
+// every submission and status read (docs/benchmarks.md, change 39).
+func sortProof(p *recourse.RecoveryProof) {
 	slices.SortFunc(p.Evidence, func(a, b *recourse.RecoveryEvidence) int { return cmp.Compare(a.ID, b.ID) })
 	slices.SortFunc(p.Votes, func(a, b *recourse.RecoveryVote) int {
 		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ApproverID, b.ApproverID))
 	})
 	slices.Sort(p.Means)
-	return p, nil
+}
+
+// RecoveryWithProof reads a request with its proof (as RecoveryProof reads
+// it) in one statement, for a status read outside a transaction: on
+// PostgreSQL a statement is a round trip. Each row carries the request's
+// columns beside one row of the proof.
+func (s queries) RecoveryWithProof(ctx context.Context, id string) (*recourse.Recovery, *recourse.RecoveryProof, error) {
+	rows, err := s.q.QueryContext(ctx, `SELECT `+recoveryColumnsOfR+`, `+proofColumns+`
+		FROM recovery_requests r LEFT JOIN (`+strings.ReplaceAll(proofUnion, "$2", "(SELECT account_id FROM recovery_requests WHERE id = $1)")+`) p ON 1 = 1
+		WHERE r.id = $1`, id)
+	if err != nil {
+		return nil, nil, s.wrap("read recovery", err)
+	}
+	defer rows.Close()
+	var r *recourse.Recovery
+	p := &recourse.RecoveryProof{}
+	for rows.Next() {
+		var rr recoveryRow
+		var pr proofRow
+		if err := rows.Scan(slices.Concat(rr.dest(), pr.dest())...); err != nil {
+			return nil, nil, s.wrap("read recovery", err)
+		}
+		if r == nil {
+			if r, err = rr.recovery(); err != nil {
+				return nil, nil, s.wrap("read recovery", err)
+			}
+		}
+		if err := pr.addTo(p, id); err != nil {
+			return nil, nil, err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, s.wrap("read recovery", err)
+	}
+	if r == nil {
+		return nil, nil, recourse.ErrNotFound
+	}
+	sortProof(p)
+	return r, p, nil
 }
 
 const challengeColumns = `id, request_id, channel_id, kind, code_hash, attempts, expires_at, used_at, created_at`

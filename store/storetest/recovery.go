@@ -592,6 +592,31 @@ func testRecoveryProof(t *testing.T, s recourse.Store) {
 		if !slices.Equal(got.Means, wantMeans) {
 			t.Errorf("%s: means %v, want %v", name, got.Means, wantMeans)
 		}
+		// The request with its proof in one read: the same.
+		wantR, err := s.Recovery(ctx, r.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gotR, withProof, err := s.RecoveryWithProof(ctx, r.ID)
+		if err != nil {
+			t.Fatalf("%s: RecoveryWithProof: %v", name, err)
+		}
+		if !reflect.DeepEqual(gotR, wantR) {
+			t.Errorf("%s: RecoveryWithProof request %+v, want %+v", name, gotR, wantR)
+		}
+		if !reflect.DeepEqual(withProof, got) {
+			t.Errorf("%s: RecoveryWithProof proof %+v, want %+v", name, withProof, got)
+		}
+	}
+	// A request whose subject has no authenticators, and nothing else:
+	// its one row is the request beside NULLs.
+	mustCreate(t, s, NewAccount("bare"))
+	bare := newRecovery(t, s, "bare")
+	if r, p, err := s.RecoveryWithProof(ctx, bare.ID); err != nil || r.ID != bare.ID || !reflect.DeepEqual(p, &recourse.RecoveryProof{}) {
+		t.Errorf("RecoveryWithProof of a bare request = %+v, %+v, %v", r, p, err)
+	}
+	if _, _, err := s.RecoveryWithProof(ctx, "rr_missing"); !errors.Is(err, recourse.ErrNotFound) {
+		t.Errorf("RecoveryWithProof of no request: %v", err)
 	}
 	p, _ := s.RecoveryProof(ctx, both.ID, both.AccountID)
 	ev, votes := p.Evidence, p.Votes
