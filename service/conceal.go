@@ -19,11 +19,15 @@ import (
 // holds evidence, or the help desk opened it (its holder claimed it with a
 // code).
 func (s *Service) revealed(ctx context.Context, id, secret string) bool {
-	r, err := s.loadForBrowser(ctx, s.store, id, secret)
-	if err != nil {
+	if !validBrowserRef(id, secret) {
 		return false
 	}
-	return s.revealedRequest(ctx, r)
+	// The request and its evidence in one read.
+	r, p, err := s.store.RecoveryWithProof(ctx, id)
+	if err != nil || !s.heldByBrowser(r, secret) {
+		return false
+	}
+	return r.Initiator != "self" || len(p.Evidence) > 0
 }
 
 // revealedRequest is revealed for a request its browser has loaded.
@@ -95,9 +99,13 @@ func (s *Service) SubmitSavedRecoveryCode(ctx context.Context, id, secret, code 
 // request, bound to the request and to the browser that drives it. The
 // token goes into the completion form; only its HMAC is stored.
 func (s *Service) ContinueRecovery(ctx context.Context, id, secret string, meta Meta) (string, error) {
-	rev := s.revealed(ctx, id, secret)
 	tok, err := s.continueRecovery(ctx, id, secret, meta)
-	return tok, conceal(rev, err)
+	if err != nil {
+		// Asked only of a failure, which changed nothing: the answer is
+		// the one the request had before.
+		return "", conceal(s.revealed(ctx, id, secret), err)
+	}
+	return tok, nil
 }
 
 // CompleteRecovery consumes the completion token (exactly once, whatever
