@@ -651,18 +651,12 @@ func (s *Service) submitChallengeCode(ctx context.Context, r *recourse.Recovery,
 	return s.checkChallenge(ctx, r, a, code, meta, seen)
 }
 
-// checkChallenge checks a code for r, whose account a is (nil: read it
-// here); seen (nil: not wanted) receives what the transaction that
-// records the evidence saw.
+// checkChallenge checks a code for r, whose account a is (read with it:
+// Store.RecoveryWithAccount); seen (nil: not wanted) receives what the
+// transaction that records the evidence saw.
 func (s *Service) checkChallenge(ctx context.Context, r *recourse.Recovery, a *recourse.Account, code string, meta Meta, seen *evidenceSeen) error {
 	if s.effectiveState(r) != r.State || !r.State.Open() {
 		return errRecoveryClosed
-	}
-	if a == nil {
-		var err error
-		if a, err = s.store.Account(ctx, r.AccountID); err != nil {
-			return internal("read account", err)
-		}
 	}
 	if a.RecoveryFailures >= maxRecoveryFailures || a.FrozenAt != nil {
 		return errTooManyCodes

@@ -81,13 +81,15 @@ func (s queries) Recovery(ctx context.Context, id string) (*recourse.Recovery, e
 // recoveryColumnsOfR are recoveryColumns of the table aliased r.
 var recoveryColumnsOfR = prefixColumns(recoveryColumns, "r.")
 
+var recoveryWithAccountSQL = `SELECT ` + recoveryColumnsOfR + `, ` + accountColumnsOfA + `, ` + channelColumns + `
+		FROM recovery_requests r JOIN accounts a ON a.id = r.account_id LEFT JOIN channels c ON c.account_id = a.id
+		WHERE r.id = $1`
+
 // RecoveryWithAccount reads a request with its account and the account's
 // channels in one statement: a submission needs both before its
 // transaction, and on PostgreSQL a statement is a round trip.
 func (s queries) RecoveryWithAccount(ctx context.Context, id string) (*recourse.Recovery, *recourse.Account, error) {
-	rows, err := s.q.QueryContext(ctx, `SELECT `+recoveryColumnsOfR+`, `+accountColumnsOfA+`, `+channelColumns+`
-		FROM recovery_requests r JOIN accounts a ON a.id = r.account_id LEFT JOIN channels c ON c.account_id = a.id
-		WHERE r.id = $1`, id)
+	rows, err := s.q.QueryContext(ctx, recoveryWithAccountSQL, id)
 	if err != nil {
 		return nil, nil, s.wrap("read recovery", err)
 	}
@@ -352,14 +354,18 @@ func sortProof(p *recourse.RecoveryProof) {
 	slices.Sort(p.Means)
 }
 
+// recoveryWithProofSQL is RecoveryWithProof's statement: the proof's
+// account is the request's.
+var recoveryWithProofSQL = `SELECT ` + recoveryColumnsOfR + `, ` + proofColumns + `
+		FROM recovery_requests r LEFT JOIN (` + strings.ReplaceAll(proofUnion, "$2", "(SELECT account_id FROM recovery_requests WHERE id = $1)") + `) p ON 1 = 1
+		WHERE r.id = $1`
+
 // RecoveryWithProof reads a request with its proof (as RecoveryProof reads
 // it) in one statement, for a status read outside a transaction: on
 // PostgreSQL a statement is a round trip. Each row carries the request's
 // columns beside one row of the proof.
 func (s queries) RecoveryWithProof(ctx context.Context, id string) (*recourse.Recovery, *recourse.RecoveryProof, error) {
-	rows, err := s.q.QueryContext(ctx, `SELECT `+recoveryColumnsOfR+`, `+proofColumns+`
-		FROM recovery_requests r LEFT JOIN (`+strings.ReplaceAll(proofUnion, "$2", "(SELECT account_id FROM recovery_requests WHERE id = $1)")+`) p ON 1 = 1
-		WHERE r.id = $1`, id)
+	rows, err := s.q.QueryContext(ctx, recoveryWithProofSQL, id)
 	if err != nil {
 		return nil, nil, s.wrap("read recovery", err)
 	}
