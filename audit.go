@@ -168,7 +168,7 @@ type auditActorJSON struct {
 // Validate checks the event is well formed before it is stored.
 func (e *AuditEvent) Validate() error {
 	if !strings.HasPrefix(e.ID, "ev_") || len(e.ID) > 64 || !utf8.ValidString(e.ID) {
-		return fmt.Errorf("audit event: id %q must start with ev_", e.ID)
+		return fmt.Errorf("audit event: id %q must start with ev_, be valid UTF-8 and at most 64 bytes", e.ID)
 	}
 	if e.Time.IsZero() {
 		return fmt.Errorf("audit event %s: time is required", e.ID)

@@ -163,6 +163,23 @@ func TestSeed(t *testing.T) {
 	}
 }
 
+// openTestDatabase prepares a fresh database on the backend dsn names
+// (SQLite when empty) and opens its store; both go when the test ends.
+func openTestDatabase(t *testing.T, dsn string) (*database, recourse.Store) {
+	t.Helper()
+	db, err := freshDatabase(t.Context(), t.TempDir(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.drop(context.Background()) })
+	st, err := db.openStore(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return db, st
+}
+
 // testDatabases are the backends a test runs on: SQLite always,
 // PostgreSQL when RECOURSE_TEST_POSTGRES_DSN is set (required in CI).
 func testDatabases(t *testing.T) map[string]string {
@@ -183,16 +200,7 @@ func TestFillAuditLog(t *testing.T) {
 	for name, dsn := range testDatabases(t) {
 		t.Run(name, func(t *testing.T) {
 			ctx := t.Context()
-			db, err := freshDatabase(ctx, t.TempDir(), dsn)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = db.drop(context.Background()) })
-			st, err := db.openStore(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close()
+			_, st := openTestDatabase(t, dsn)
 			svc := testService(t, st)
 			const accounts = 40
 			if _, err := seed(ctx, svc, accounts, testParams, io.Discard, false); err != nil {
@@ -272,16 +280,7 @@ func TestMailboxCode(t *testing.T) {
 	for name, dsn := range testDatabases(t) {
 		t.Run(name, func(t *testing.T) {
 			ctx := t.Context()
-			db, err := freshDatabase(ctx, t.TempDir(), dsn)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = db.drop(context.Background()) })
-			st, err := db.openStore(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close()
+			db, st := openTestDatabase(t, dsn)
 			sqlDB, err := db.openSQL()
 			if err != nil {
 				t.Fatal(err)
@@ -360,6 +359,22 @@ func TestMailboxCode(t *testing.T) {
 				t.Error("a code for a request never mailed")
 			}
 		})
+	}
+}
+
+// TestMailboxReportsFailedLooks: a waiter that times out while the
+// mailbox cannot be read is told why, not only that no code came.
+func TestMailboxReportsFailedLooks(t *testing.T) {
+	db, _ := openTestDatabase(t, "")
+	sqlDB, err := db.openSQL()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sqlDB.Close()
+	mb := &mailbox{db: sqlDB, kind: db.kind}
+	_, err = mb.waitCode(t.Context(), "a", "rr_x", time.Now(), 50*time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), "the last look at the mailbox failed") {
+		t.Errorf("waitCode over a closed database = %v; want the look's failure", err)
 	}
 }
 

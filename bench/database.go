@@ -150,6 +150,9 @@ type mailbox struct {
 	waiters map[*mailWaiter]struct{}
 	// polling: a poller is running; it stops when no one waits.
 	polling bool
+	// lastErr is the last look's failure (nil after a look that worked),
+	// told to a waiter that times out.
+	lastErr error
 }
 
 // mailWaiter is one client waiting for one code.
@@ -238,7 +241,7 @@ func (m *mailbox) look(ctx context.Context, ws []*mailWaiter) ([]*mailWaiter, er
 
 // poll looks at the mailbox for everyone waiting, every pollEvery, until
 // no one waits. A failed look is tried again: a waiter gives up at its
-// own deadline.
+// own deadline and is told the last failure.
 func (m *mailbox) poll(ctx context.Context) {
 	t := time.NewTimer(pollEvery)
 	defer t.Stop()
@@ -255,8 +258,9 @@ func (m *mailbox) poll(ctx context.Context) {
 		}
 		m.mu.Unlock()
 
-		waiting, _ := m.look(ctx, ws)
+		waiting, err := m.look(ctx, ws)
 		m.mu.Lock()
+		m.lastErr = err
 		for _, w := range ws {
 			if !slices.Contains(waiting, w) {
 				delete(m.waiters, w)
@@ -304,6 +308,12 @@ func (m *mailbox) waitCode(ctx context.Context, accountID, requestID string, sin
 	case <-ctx.Done():
 		return "", ctx.Err()
 	case <-t.C:
+		m.mu.Lock()
+		lastErr := m.lastErr
+		m.mu.Unlock()
+		if lastErr != nil {
+			return "", fmt.Errorf("no code after %s; the last look at the mailbox failed: %w", timeout, lastErr)
+		}
 		return "", fmt.Errorf("no code after %s", timeout)
 	}
 }

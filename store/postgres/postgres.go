@@ -35,8 +35,8 @@ func Dialect() sqlstore.Dialect {
 		Name:       "postgres",
 		Migrations: sub,
 		ForUpdate:  " FOR UPDATE",
-		// One round trip for a transaction's audit events and outbox
-		// deliveries (sqlstore/queue.go).
+		// One round trip for a transaction's queued inserts: its audit
+		// events, codes, tokens and outbox deliveries (sqlstore/queue.go).
 		InsertInWith: true,
 		// The audit filter columns are written, not generated: one JSON
 		// parse per column and event was 5 % of PostgreSQL's time

@@ -81,6 +81,7 @@ func (s queries) Recovery(ctx context.Context, id string) (*recourse.Recovery, e
 // recoveryColumnsOfR are recoveryColumns of the table aliased r.
 var recoveryColumnsOfR = prefixColumns(recoveryColumns, "r.")
 
+// recoveryWithAccountSQL is RecoveryWithAccount's statement, built once.
 var recoveryWithAccountSQL = `SELECT ` + recoveryColumnsOfR + `, ` + accountColumnsOfA + `, ` + channelColumns + `
 		FROM recovery_requests r JOIN accounts a ON a.id = r.account_id LEFT JOIN channels c ON c.account_id = a.id
 		WHERE r.id = $1`
@@ -89,12 +90,8 @@ var recoveryWithAccountSQL = `SELECT ` + recoveryColumnsOfR + `, ` + accountColu
 // channels in one statement: a submission needs both before its
 // transaction, and on PostgreSQL a statement is a round trip.
 func (s queries) RecoveryWithAccount(ctx context.Context, id string) (*recourse.Recovery, *recourse.Account, error) {
-	rows, err := s.q.QueryContext(ctx, recoveryWithAccountSQL, id)
-	if err != nil {
-		return nil, nil, s.wrap("read recovery", err)
-	}
 	var row recoveryRow
-	a, err := s.accountRows(rows, row.dest())
+	a, err := s.queryWithAccount(ctx, "read recovery", recoveryWithAccountSQL, id, row.dest())
 	if err != nil {
 		return nil, nil, err
 	}

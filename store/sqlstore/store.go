@@ -846,18 +846,17 @@ func scanSession(r scanner) (*recourse.Session, error) {
 // sessionColumnsOfS are sessionColumns of the table aliased s.
 var sessionColumnsOfS = prefixColumns(sessionColumns, "s.")
 
+// sessionWithAccountSQL is SessionWithAccount's statement, built once.
+var sessionWithAccountSQL = `SELECT ` + sessionColumnsOfS + `, ` + accountColumnsOfA + `, ` + channelColumns + `
+		FROM sessions s JOIN accounts a ON a.id = s.account_id LEFT JOIN channels c ON c.account_id = a.id
+		WHERE s.token_hash = $1`
+
 // SessionWithAccount reads a session by its token's hash with its account
 // and the account's channels, in one statement: every signed-in request
 // needs both, and on PostgreSQL a statement is a round trip.
 func (s queries) SessionWithAccount(ctx context.Context, hash []byte) (*recourse.Session, *recourse.Account, error) {
-	rows, err := s.q.QueryContext(ctx, `SELECT `+sessionColumnsOfS+`, `+accountColumnsOfA+`, `+channelColumns+`
-		FROM sessions s JOIN accounts a ON a.id = s.account_id LEFT JOIN channels c ON c.account_id = a.id
-		WHERE s.token_hash = $1`, hash)
-	if err != nil {
-		return nil, nil, s.wrap("read session", err)
-	}
 	var row sessionRow
-	a, err := s.accountRows(rows, row.dest())
+	a, err := s.queryWithAccount(ctx, "read session", sessionWithAccountSQL, hash, row.dest())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -866,6 +865,17 @@ func (s queries) SessionWithAccount(ctx context.Context, hash []byte) (*recourse
 		return nil, nil, s.wrap("read session", err)
 	}
 	return ses, a, nil
+}
+
+// queryWithAccount runs a statement whose rows are lead's columns, then an
+// account's and one of its channels' (accountRows), and returns the
+// account; lead holds the first row's leading columns.
+func (s queries) queryWithAccount(ctx context.Context, op, query string, arg any, lead []any) (*recourse.Account, error) {
+	rows, err := s.q.QueryContext(ctx, query, arg)
+	if err != nil {
+		return nil, s.wrap(op, err)
+	}
+	return s.accountRows(rows, lead)
 }
 
 func (s queries) CreateSession(ctx context.Context, ses *recourse.Session) error {

@@ -31,17 +31,7 @@ func newRecovery(t *testing.T, s recourse.Store, accountID string) *recourse.Rec
 // an unknown request.
 func testRecoveryWithAccount(t *testing.T, s recourse.Store) {
 	ctx := t.Context()
-	with := NewAccount("with")
-	with.Groups, with.Roles = []string{"g1"}, []string{"security"}
-	mustCreate(t, s, with)
-	for i, addr := range []string{"b@example.com", "a@example.com"} {
-		if err := s.AddChannel(ctx, &recourse.Channel{AccountID: "with", Kind: recourse.ChannelEmail, Address: addr, CreatedAt: T0.Add(time.Duration(i) * time.Minute)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := s.AddChannel(ctx, &recourse.Channel{AccountID: "with", Kind: recourse.ChannelPhone, Address: "+15550000100", CreatedAt: T0}); err != nil {
-		t.Fatal(err)
-	}
+	mustCreateWithChannels(t, s, "with")
 	mustCreate(t, s, NewAccount("without"))
 	plain := newRecovery(t, s, "without")
 	full := newRecovery(t, s, "with")

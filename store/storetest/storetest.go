@@ -610,20 +610,28 @@ func testRecoveryCodesSingleUse(t *testing.T, s recourse.Store) {
 // testSessionWithAccount: one read returns what SessionByTokenHash and
 // Account return, for an account with several channels and for one with
 // none, and ErrNotFound for an unknown hash.
-func testSessionWithAccount(t *testing.T, s recourse.Store) {
-	ctx := t.Context()
-	with := NewAccount("with")
-	with.Groups, with.Roles = []string{"g1", "g2"}, []string{"security"}
-	mustCreate(t, s, with)
+// mustCreateWithChannels creates account id with groups, a role, two
+// email addresses added out of address order and a phone number: the
+// shape the joined account reads must rebuild.
+func mustCreateWithChannels(t *testing.T, s recourse.Store, id string) {
+	t.Helper()
+	a := NewAccount(id)
+	a.Groups, a.Roles = []string{"g1", "g2"}, []string{"security"}
+	mustCreate(t, s, a)
 	for i, addr := range []string{"b@example.com", "a@example.com"} {
-		c := &recourse.Channel{AccountID: "with", Kind: recourse.ChannelEmail, Address: addr, CreatedAt: T0.Add(time.Duration(i) * time.Minute)}
-		if err := s.AddChannel(ctx, c); err != nil {
+		c := &recourse.Channel{AccountID: id, Kind: recourse.ChannelEmail, Address: addr, CreatedAt: T0.Add(time.Duration(i) * time.Minute)}
+		if err := s.AddChannel(t.Context(), c); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.AddChannel(ctx, &recourse.Channel{AccountID: "with", Kind: recourse.ChannelPhone, Address: "+15550000100", CreatedAt: T0}); err != nil {
+	if err := s.AddChannel(t.Context(), &recourse.Channel{AccountID: id, Kind: recourse.ChannelPhone, Address: "+15550000100", CreatedAt: T0}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func testSessionWithAccount(t *testing.T, s recourse.Store) {
+	ctx := t.Context()
+	mustCreateWithChannels(t, s, "with")
 	mustCreate(t, s, NewAccount("without"))
 	for _, id := range []string{"with", "without"} {
 		ses := &recourse.Session{AccountID: id, TokenHash: []byte("hash-" + id), AAL: recourse.AAL2, Methods: []string{"pwd", "otp"},
