@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -318,8 +319,17 @@ func testHelpdeskRecovery(t *testing.T, s *server) {
 	if _, err := agent.Vote(ctx, r.ID, "approve", ""); !client.IsCode(err, "forbidden") {
 		t.Fatalf("the agent's key voted: %v", err)
 	}
-	if _, err := manager.Vote(ctx, r.ID, "approve", "spoke to Daniel on a known number", client.IfChange(ap.ChangeDigest)); err != nil {
+	voted, err := manager.Vote(ctx, r.ID, "approve", "spoke to Daniel on a known number", client.IfChange(ap.ChangeDigest))
+	if err != nil {
 		t.Fatal(err)
+	}
+	// The vote's answer is the request as the vote left it: what reading
+	// it afterwards gives.
+	if voted.State != "cooling_off" || voted.Voted != "approve" || len(voted.Votes) != 1 || len(voted.Missing) != 0 {
+		t.Fatalf("vote answered %+v", voted)
+	}
+	if read, err := manager.Approval(ctx, r.ID); err != nil || approvalJSON(t, read) != approvalJSON(t, voted) {
+		t.Fatalf("read after the vote = %+v, %v\nthe vote answered %+v", read, err, voted)
 	}
 	r, _ = agent.Recovery(ctx, r.ID)
 	if r.State != "cooling_off" || r.CoolingUntil == nil || r.CoolingUntil.Sub(s.clock.Now()) != 24*time.Hour {
@@ -417,4 +427,14 @@ func events(t *testing.T, c *client.Client, q client.AuditQuery) []*recourse.Aud
 		out = append(out, e)
 	}
 	return out
+}
+
+// approvalJSON is a as the API encodes it, to compare two answers.
+func approvalJSON(t *testing.T, a *client.Approval) string {
+	t.Helper()
+	b, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -22,6 +22,8 @@ type ApprovalItem struct {
 	Votes       []*recourse.RecoveryVote
 	// Voted is the approver's own vote on the current change, if any.
 	Voted string
+
+	proof proof // what Evidence, Missing and Votes were made from
 }
 
 var errNotApprover = recourse.Errorf(recourse.ENOTFOUND, "There is no request here waiting for you.")
@@ -48,18 +50,23 @@ func (s *Service) approvalItem(ctx context.Context, tx recourse.Tx, p *Principal
 	if err != nil {
 		return nil, err
 	}
+	return approvalItemOf(r, subject, p.Account, roles, req, seen), nil
+}
+
+// approvalItemOf is the item r is for approver, given its proof.
+func approvalItemOf(r *recourse.Recovery, subject, approver *recourse.Account, roles []string, req *policy.Requirement, seen proof) *ApprovalItem {
 	item := &ApprovalItem{Request: r, Subject: subject, Roles: roles, Requirement: policy.Describe(req.Evidence),
-		Evidence: seen.labels, Missing: policy.Satisfied(req, seen.ev).Missing}
+		Evidence: seen.labels, Missing: policy.Satisfied(req, seen.ev).Missing, proof: seen}
 	for _, v := range seen.votes {
 		if v.ChangeDigest != r.ChangeDigest {
 			continue // a vote on an earlier version of the change is void
 		}
 		item.Votes = append(item.Votes, v)
-		if v.ApproverID == p.Account.ID {
+		if v.ApproverID == approver.ID {
 			item.Voted = v.Vote
 		}
 	}
-	return item, nil
+	return item
 }
 
 // PendingApprovals lists the requests waiting for p's vote.
@@ -105,32 +112,37 @@ func (s *Service) ApprovalDetail(ctx context.Context, p *Principal, id string) (
 // subject and the initiator can never vote; one person votes once, whatever
 // roles they hold; a denial by someone the policy asks denies the request.
 func (s *Service) Vote(ctx context.Context, p *Principal, id, vote, comment string, meta Meta) error {
-	return s.VoteOnChange(ctx, p, id, vote, comment, "", meta)
+	_, err := s.VoteOnChange(ctx, p, id, vote, comment, "", meta)
+	return err
 }
 
 // VoteOnChange is Vote bound to the change the approver saw: when
 // expectedDigest is set and the request's change digest differs (it was
 // edited since), the vote is refused with ECONFLICT, checked in the same
-// transaction that records it.
-func (s *Service) VoteOnChange(ctx context.Context, p *Principal, id, vote, comment, expectedDigest string, meta Meta) error {
+// transaction that records it. It returns the request as the vote's
+// transaction left it, for the approver (what ApprovalDetail would answer,
+// without reading it again).
+func (s *Service) VoteOnChange(ctx context.Context, p *Principal, id, vote, comment, expectedDigest string, meta Meta) (*ApprovalItem, error) {
 	if vote != "approve" && vote != "deny" {
-		return recourse.FieldError("vote", "must be approve or deny")
+		return nil, recourse.FieldError("vote", "must be approve or deny")
 	}
 	comment = strings.TrimSpace(comment)
 	if utf8.RuneCountInString(comment) > 500 || !utf8.ValidString(comment) {
-		return recourse.FieldError("comment", "at most 500 characters")
+		return nil, recourse.FieldError("comment", "at most 500 characters")
 	}
 	if err := requireUnrestricted(p); err != nil {
-		return err
+		return nil, err
 	}
 	if p.Session.AAL < recourse.AAL2 {
-		return recourse.Errorf(recourse.ESTEPUP, "Approvals need a sign-in with a second factor. Add one and sign in again.")
+		return nil, recourse.Errorf(recourse.ESTEPUP, "Approvals need a sign-in with a second factor. Add one and sign in again.")
 	}
 	if err := s.RequireRecentAuth(p); err != nil {
-		return err
+		return nil, err
 	}
 	meta.Actor = recourse.AuditActor{AccountID: p.Account.ID, Role: recourse.ActorApprover}
+	var done *ApprovalItem
 	err := s.store.InTx(ctx, func(tx recourse.Tx) error {
+		done = nil // a transaction run again starts afresh
 		r, err := tx.Recovery(ctx, id)
 		if errors.Is(err, recourse.ErrNotFound) {
 			return errNotApprover
@@ -148,8 +160,9 @@ func (s *Service) VoteOnChange(ctx context.Context, p *Principal, id, vote, comm
 		if r.State != recourse.RecoveryAwaitingApproval && r.State != recourse.RecoveryCollecting {
 			return recourse.Errorf(recourse.ECONFLICT, "This request no longer needs a vote.")
 		}
-		err = tx.AddRecoveryVote(ctx, &recourse.RecoveryVote{RequestID: r.ID, ApproverID: p.Account.ID, ChangeDigest: r.ChangeDigest,
-			Vote: vote, Roles: item.Roles, Comment: comment, CreatedAt: s.now()})
+		v := &recourse.RecoveryVote{RequestID: r.ID, ApproverID: p.Account.ID, ChangeDigest: r.ChangeDigest,
+			Vote: vote, Roles: item.Roles, Comment: comment, CreatedAt: s.now()}
+		err = tx.AddRecoveryVote(ctx, v)
 		if errors.Is(err, recourse.ErrConflict) {
 			return recourse.Errorf(recourse.ECONFLICT, "You have already voted on this request.")
 		}
@@ -165,24 +178,43 @@ func (s *Service) VoteOnChange(ctx context.Context, p *Principal, id, vote, comm
 			Attributes: map[string]string{"request": r.ID, "vote": vote, "roles": strings.Join(item.Roles, ","), "change_digest": r.ChangeDigest}}, meta); err != nil {
 			return err
 		}
+		// r is locked (tx.Recovery) and its proof was read after the lock,
+		// so with the vote added it is what a read would give now; the
+		// subject was read in this transaction too.
+		after := item.proof.withVote(r, v)
+		subject := subjectRead{Tx: tx, a: item.Subject}
 		if vote == "deny" {
-			if err := s.transition(ctx, tx, r, recourse.RecoveryDenied, "Denied by "+p.Account.DisplayName+" ("+strings.Join(item.Roles, ", ")+").", meta); err != nil {
+			if err := s.transition(ctx, subject, r, recourse.RecoveryDenied, "Denied by "+p.Account.DisplayName+" ("+strings.Join(item.Roles, ", ")+").", meta); err != nil {
 				return err
 			}
-			return s.notifyAccount(ctx, tx, item.Subject, "Your account recovery was denied", []string{
+			if err := s.notifyAccount(ctx, subject, item.Subject, "Your account recovery was denied", []string{
 				"An approver denied the recovery of your account (" + describeAction(r.Action) + ").",
 				"If you still need help, contact your help desk.",
-			}, meta)
+			}, meta); err != nil {
+				return err
+			}
+		} else {
+			if err := s.reportApproval(ctx, subject, item.Subject, r, p.Account, item.Roles, meta); err != nil {
+				return err
+			}
+			if err := s.advanceSeen(ctx, subject, r, meta, nil, &after); err != nil {
+				return err
+			}
 		}
-		if err := s.reportApproval(ctx, tx, item.Subject, r, p.Account, item.Roles, meta); err != nil {
+		req, err := s.requirementOf(r)
+		if err != nil {
 			return err
 		}
-		return s.advance(ctx, tx, r, meta)
+		done = approvalItemOf(r, item.Subject, p.Account, item.Roles, req, after)
+		return nil
 	})
 	if err != nil && recourse.ErrorCode(err) == recourse.EINTERNAL {
-		return internal("vote", err)
+		return nil, internal("vote", err)
 	}
-	return err
+	if err != nil {
+		return nil, err
+	}
+	return done, nil
 }
 
 // UpdateRecoveryChange replaces what a request would change (for example a

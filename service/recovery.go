@@ -503,6 +503,16 @@ type proof struct {
 	labels []string        // ev, as its browser is told
 	votes  []*recourse.RecoveryVote
 	means  []recourse.AuthenticatorKind // the subject's active authenticators' kinds
+	stored *recourse.RecoveryProof      // what it was made of (proofOf)
+}
+
+// withVote is p of r once v is stored too: what evidenceOf would read
+// after it, in a transaction that holds r's row lock (tx.Recovery), under
+// which a request's votes and evidence are added.
+func (p proof) withVote(r *recourse.Recovery, v *recourse.RecoveryVote) proof {
+	next := *p.stored
+	next.Votes = append(slices.Clone(next.Votes), v)
+	return proofOf(r, &next)
 }
 
 // evidenceOf gathers a request's evidence and the approving votes on its
@@ -556,7 +566,7 @@ func proofOf(r *recourse.Recovery, p *recourse.RecoveryProof) proof {
 			labels = append(labels, "approval")
 		}
 	}
-	return proof{ev: ev, labels: labels, votes: p.Votes, means: p.Means}
+	return proof{ev: ev, labels: labels, votes: p.Votes, means: p.Means, stored: p}
 }
 
 // RecoveryStatus returns what the browser that drives the request may see.
@@ -905,7 +915,7 @@ func (s *Service) recordEvidenceTx(ctx context.Context, tx recourse.Tx, id strin
 		Attributes: map[string]string{"request": r.ID}}, meta); err != nil {
 		return err
 	}
-	return s.advanceSeen(ctx, tx, r, meta, seen)
+	return s.advanceSeen(ctx, tx, r, meta, seen, nil)
 }
 
 // ResendRecoveryCodes sends fresh codes to the channels of a request that
@@ -1011,13 +1021,15 @@ func (s *Service) AdvanceRecovery(ctx context.Context, id string) error {
 // advance moves r as far as its evidence, votes and the clock allow, within
 // tx, writing an audit event and notices for each transition.
 func (s *Service) advance(ctx context.Context, tx recourse.Tx, r *recourse.Recovery, meta Meta) error {
-	return s.advanceSeen(ctx, tx, r, meta, nil)
+	return s.advanceSeen(ctx, tx, r, meta, nil, nil)
 }
 
 // advanceSeen is advance; seen (nil: not wanted) receives the request, in
 // the state advance leaves it in, and its evidence. It stays empty when
 // advance returns before reading the evidence (a closed or expired request).
-func (s *Service) advanceSeen(ctx context.Context, tx recourse.Tx, r *recourse.Recovery, meta Meta, seen *evidenceSeen) error {
+// known, when not nil, is r's proof as the transaction left it
+// (proof.withVote), and is not read again.
+func (s *Service) advanceSeen(ctx context.Context, tx recourse.Tx, r *recourse.Recovery, meta Meta, seen *evidenceSeen, known *proof) error {
 	if !r.State.Open() {
 		return nil
 	}
@@ -1030,8 +1042,10 @@ func (s *Service) advanceSeen(ctx context.Context, tx recourse.Tx, r *recourse.R
 	if err != nil {
 		return err
 	}
-	p, err := s.evidenceOf(ctx, tx, r)
-	if err != nil {
+	var p proof
+	if known != nil {
+		p = *known
+	} else if p, err = s.evidenceOf(ctx, tx, r); err != nil {
 		return err
 	}
 	ev := p.ev
@@ -1115,9 +1129,16 @@ func (s *Service) transition(ctx context.Context, tx recourse.Tx, r *recourse.Re
 		Attributes: map[string]string{"request": r.ID, "action": r.Action}}, meta); err != nil {
 		return err
 	}
-	a, err := tx.Account(ctx, r.AccountID)
-	if err != nil {
-		return err
+	// The subject's account is read only for the states whose notices go
+	// to it or its approvers; completed, cancelled and denied requests are
+	// told about by their callers.
+	var a *recourse.Account
+	switch to {
+	case recourse.RecoveryAwaitingApproval, recourse.RecoveryCoolingOff, recourse.RecoveryReady, recourse.RecoveryExpired:
+		var err error
+		if a, err = tx.Account(ctx, r.AccountID); err != nil {
+			return err
+		}
 	}
 	if err := s.reportTransition(ctx, tx, a, r, from, meta); err != nil {
 		return err

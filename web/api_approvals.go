@@ -92,10 +92,7 @@ func (s *Server) apiVote(c *apiCall) (*apiReply, error) {
 		expected = d
 	}
 	// The service checks the digest in the transaction that counts the vote.
-	if err := s.svc.VoteOnChange(c.ctx, c.p.Principal, id, in.Vote, in.Comment, expected, c.p.Meta(c.meta)); err != nil {
-		return nil, err
-	}
-	it, err := s.svc.ApprovalDetail(c.ctx, c.p.Principal, id)
+	it, err := s.svc.VoteOnChange(c.ctx, c.p.Principal, id, in.Vote, in.Comment, expected, c.p.Meta(c.meta))
 	if err != nil {
 		return nil, err
 	}

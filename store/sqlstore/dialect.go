@@ -39,10 +39,11 @@ type Dialect struct {
 	// alone instead of with RETURNING, which SQLite answers as a result
 	// set of its own, at twice the cost of the insertion.
 	LastInsertID bool
-	// InsertInWith is set where an INSERT may run in a WITH clause of
-	// another (PostgreSQL's data-modifying statements in WITH): a
-	// transaction's queued inserts then go to the database in one
-	// statement (queue.go).
+	// InsertInWith is set where an INSERT or UPDATE may run in a WITH
+	// clause of another statement (PostgreSQL's data-modifying statements
+	// in WITH): a transaction's queued inserts then go to the database in
+	// one statement (queue.go), and an account's update returns the
+	// channels it reconciles (UpdateAccount).
 	InsertInWith bool
 	// AuditFilterColumns is set where the audit log's filter columns
 	// (event_id, ev_time, actor_id, subject_id, action, request_id) are

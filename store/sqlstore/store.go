@@ -445,16 +445,28 @@ func (s queries) insertChannels(ctx context.Context, a *recourse.Account) error 
 
 func (s queries) UpdateAccount(ctx context.Context, a *recourse.Account) error {
 	return s.inTransaction(ctx, func(s queries) error {
-		n, err := affected(s.q.ExecContext(ctx, `UPDATE accounts SET username = $2, display_name = $3, kind = $4, status = $5,
-            employment = $6, contract_end = $7, manager_id = $8, sponsor_id = $9, owners = $10, group_names = $11, roles = $12,
-            recovery_contacts = $13, ial = $14, updated_at = $15, version = version + 1
-            WHERE id = $1 AND version = $16`,
-			a.ID, a.Username, a.DisplayName, a.Kind, a.Status, a.Employment, nullTime(a.ContractEnd), a.ManagerID, a.SponsorID,
-			jsonList(a.Owners), jsonList(a.Groups), jsonList(a.Roles), jsonList(a.RecoveryContacts), a.IAL, utc(a.UpdatedAt), a.Version))
+		args := []any{a.ID, a.Username, a.DisplayName, a.Kind, a.Status, a.Employment, nullTime(a.ContractEnd), a.ManagerID, a.SponsorID,
+			jsonList(a.Owners), jsonList(a.Groups), jsonList(a.Roles), jsonList(a.RecoveryContacts), a.IAL, utc(a.UpdatedAt), a.Version}
+		var updated bool
+		var old []recourse.Channel
+		var err error
+		if s.d.InsertInWith {
+			// The update and the channels it reconciles below in one
+			// statement: a row (its channel's columns NULL for an account
+			// without channels) for each channel of an updated account,
+			// none when nothing was updated.
+			updated, old, err = s.updateAccountWithChannels(ctx, args)
+		} else {
+			var n int
+			if n, err = affected(s.q.ExecContext(ctx, updateAccountSQL, args...)); err == nil && n > 0 {
+				updated = true
+				old, err = s.channels(ctx, `c.account_id = $1`, a.ID)
+			}
+		}
 		if err != nil {
 			return s.wrap("update account", err)
 		}
-		if n == 0 {
+		if !updated {
 			var exists int
 			if err := s.q.QueryRowContext(ctx, `SELECT count(*) FROM accounts WHERE id = $1`, a.ID).Scan(&exists); err != nil {
 				return s.wrap("update account", err)
@@ -467,10 +479,6 @@ func (s queries) UpdateAccount(ctx context.Context, a *recourse.Account) error {
 		a.Version++
 		// Replace the channel set, keeping rows (and their confirmation)
 		// for addresses that stay.
-		old, err := s.channels(ctx, `c.account_id = $1`, a.ID)
-		if err != nil {
-			return s.wrap("update account", err)
-		}
 		keep := map[string]recourse.Channel{}
 		for _, c := range old {
 			keep[string(c.Kind)+"\x00"+c.Address] = c
@@ -512,6 +520,42 @@ func (s queries) UpdateAccount(ctx context.Context, a *recourse.Account) error {
 		}
 		return s.insertChannels(ctx, &fresh)
 	})
+}
+
+// updateAccountSQL updates an account's own columns if its version is $16.
+const updateAccountSQL = `UPDATE accounts SET username = $2, display_name = $3, kind = $4, status = $5,
+        employment = $6, contract_end = $7, manager_id = $8, sponsor_id = $9, owners = $10, group_names = $11, roles = $12,
+        recovery_contacts = $13, ial = $14, updated_at = $15, version = version + 1
+        WHERE id = $1 AND version = $16`
+
+// updateAccountWithChannelsSQL is updateAccountSQL with the updated
+// account's channels, where an UPDATE may run in a WITH clause.
+const updateAccountWithChannelsSQL = `WITH u AS (` + updateAccountSQL + ` RETURNING id)
+        SELECT ` + channelColumns + ` FROM u LEFT JOIN channels c ON c.account_id = u.id ORDER BY c.created_at, c.id`
+
+// updateAccountWithChannels runs updateAccountWithChannelsSQL: whether the
+// account was updated, and its channels before the update.
+func (s queries) updateAccountWithChannels(ctx context.Context, args []any) (bool, []recourse.Channel, error) {
+	rows, err := s.q.QueryContext(ctx, updateAccountWithChannelsSQL, args...)
+	if err != nil {
+		return false, nil, err
+	}
+	defer rows.Close()
+	var updated bool
+	var out []recourse.Channel
+	for rows.Next() {
+		updated = true
+		var id, account, kind, address sql.NullString
+		var verified, created sql.NullTime
+		var shared bool
+		if err := rows.Scan(&id, &account, &kind, &address, &verified, &created, &shared); err != nil {
+			return false, nil, err
+		}
+		if id.Valid {
+			out = append(out, channelOf(id.String, account.String, kind.String, address.String, verified, created.Time, shared))
+		}
+	}
+	return updated, out, rows.Err()
 }
 
 func (s queries) RecordSignInFailure(ctx context.Context, accountID string, limit int, at time.Time) (int, bool, error) {

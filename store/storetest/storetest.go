@@ -230,6 +230,27 @@ func testAccountUpdateOptimistic(t *testing.T, s recourse.Store) {
 	if err := s.UpdateAccount(ctx, missing); !errors.Is(err, recourse.ErrNotFound) {
 		t.Errorf("update of missing account: err = %v, want ErrNotFound", err)
 	}
+
+	// An account without channels is updated too (it has no channel to
+	// read with its update), and gains its first; a stale copy of it
+	// still conflicts.
+	mustCreate(t, s, NewAccount("bare"))
+	bare, _ := s.Account(ctx, "bare")
+	stale, _ := s.Account(ctx, "bare")
+	bare.DisplayName = "Bare"
+	if err := s.UpdateAccount(ctx, bare); err != nil || bare.Version != 2 {
+		t.Fatalf("update of an account without channels: err = %v, version %d, want nil, 2", err, bare.Version)
+	}
+	bare.Phones = []recourse.Channel{{Kind: recourse.ChannelPhone, Address: "+15550000099"}}
+	if err := s.UpdateAccount(ctx, bare); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Account(ctx, "bare"); got.DisplayName != "Bare" || len(got.Phones) != 1 || got.Phones[0].Address != "+15550000099" {
+		t.Errorf("after updates: %q, phones %+v", got.DisplayName, got.Phones)
+	}
+	if err := s.UpdateAccount(ctx, stale); !errors.Is(err, recourse.ErrConflict) {
+		t.Errorf("stale update of an account without channels: err = %v, want ErrConflict", err)
+	}
 }
 
 func testListAccounts(t *testing.T, s recourse.Store) {
