@@ -166,11 +166,11 @@ var errTaken = errors.New("jobs: the queue has taken this job")
 // records the run's outcome: it deletes the start's row, for good only if
 // that transaction commits.
 func (q *Queue) claim(ctx context.Context, tx recourse.Tx, id int64) error {
-	sqlTx, err := storeTx(tx)
-	if err != nil {
-		return err
+	h, ok := underlying[sqlExecer](tx)
+	if !ok {
+		return errors.New("jobs: jobs are inserted and claimed inside a store transaction")
 	}
-	return claimPendingStart(ctx, sqlTx, id)
+	return claimPendingStart(ctx, h, id)
 }
 
 // runDirect processes one start in this process. A run that fails leaves

@@ -222,7 +222,7 @@ func TestClaim(t *testing.T) {
 				t.Helper()
 				var id int64
 				if err := w.st.InTx(ctx, func(tx recourse.Tx) error {
-					sqlTx, err := storeTx(tx)
+					sqlTx, err := storeTx(ctx, tx)
 					if err != nil {
 						return err
 					}
@@ -296,7 +296,7 @@ func TestMovePendingStarts(t *testing.T) {
 			add := func(requestID string, due time.Time) {
 				t.Helper()
 				if err := w.st.InTx(ctx, func(tx recourse.Tx) error {
-					sqlTx, err := storeTx(tx)
+					sqlTx, err := storeTx(ctx, tx)
 					if err != nil {
 						return err
 					}

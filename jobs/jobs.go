@@ -369,12 +369,14 @@ func underlying[T any](tx recourse.Tx) (T, bool) {
 
 // storeTx is the database/sql transaction under the store's tx, which
 // River inserts and deletes jobs in.
-func storeTx(tx recourse.Tx) (*sql.Tx, error) {
-	h, ok := underlying[interface{ SQLTx() *sql.Tx }](tx)
-	if !ok || h.SQLTx() == nil {
+func storeTx(ctx context.Context, tx recourse.Tx) (*sql.Tx, error) {
+	h, ok := underlying[interface {
+		SQLTx(context.Context) (*sql.Tx, error)
+	}](tx)
+	if !ok {
 		return nil, errors.New("jobs: jobs are inserted and claimed inside a store transaction")
 	}
-	return h.SQLTx(), nil
+	return h.SQLTx(ctx)
 }
 
 // insert inserts a job in tx, River's InsertTx on the store's own
@@ -383,7 +385,7 @@ func storeTx(tx recourse.Tx) (*sql.Tx, error) {
 // when it commits leaves the job to the database's notification or the
 // poll.
 func (q *Queue) insert(ctx context.Context, tx recourse.Tx, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobRow, error) {
-	sqlTx, err := storeTx(tx)
+	sqlTx, err := storeTx(ctx, tx)
 	if err != nil {
 		return nil, err
 	}

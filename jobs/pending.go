@@ -58,11 +58,18 @@ func addPendingStart(ctx context.Context, db execQuerier, dialect string, args S
 	return id, nil
 }
 
+// sqlExecer runs a statement in the store's transaction, like any of the
+// store's own (the first one sends the transaction's BEGIN with it on
+// PostgreSQL): a *sql.Tx, or the store's transaction (ExecSQL).
+type sqlExecer interface {
+	ExecSQL(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
 // claimPendingStart deletes the start's row in tx, the transaction that
 // records the run's outcome; errTaken means the row is gone: the mover
 // handed it to River, or another run claimed it.
-func claimPendingStart(ctx context.Context, tx *sql.Tx, id int64) error {
-	res, err := tx.ExecContext(ctx, `DELETE FROM pending_starts WHERE row_id = $1`, id)
+func claimPendingStart(ctx context.Context, tx sqlExecer, id int64) error {
+	res, err := tx.ExecSQL(ctx, `DELETE FROM pending_starts WHERE row_id = $1`, id)
 	if err != nil {
 		return fmt.Errorf("jobs: claim start: %w", err)
 	}

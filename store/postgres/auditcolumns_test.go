@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/recourse/recourse"
 	"github.com/recourse/recourse/store/postgres"
@@ -62,7 +61,7 @@ func TestAuditFilterColumns(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	db := stdlib.OpenDBFromPool(pool)
+	db := postgres.OpenDB(pool)
 	defer db.Close()
 	if _, err := sqlstore.Migrate(ctx, db, before, storetest.T0); err != nil {
 		t.Fatal(err)

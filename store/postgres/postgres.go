@@ -16,7 +16,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/recourse/recourse/store/sqlstore"
 )
@@ -42,6 +41,9 @@ func Dialect() sqlstore.Dialect {
 		// parse per column and event was 5 % of PostgreSQL's time
 		// (migration 0011).
 		AuditFilterColumns: true,
+		// BEGIN with a transaction's first statement, COMMIT with its
+		// last (tx.go).
+		Begin: begin,
 		ListContains: func(col, param string) string {
 			return "jsonb_exists(" + col + ", " + param + ")"
 		},
@@ -108,7 +110,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: connect: %w", err)
 	}
-	db := stdlib.OpenDBFromPool(pool)
+	db := OpenDB(pool)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		pool.Close()

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/recourse/recourse"
 	"github.com/recourse/recourse/store/postgres"
@@ -50,7 +49,7 @@ func TestMigrations(t *testing.T) {
 				return
 			}
 			defer pool.Close()
-			db := stdlib.OpenDBFromPool(pool)
+			db := postgres.OpenDB(pool)
 			defer db.Close()
 			applied[i], err = sqlstore.Migrate(ctx, db, d, storetest.T0)
 			if err != nil {

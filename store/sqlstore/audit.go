@@ -73,7 +73,7 @@ func (s queries) LockAuditSequencer(ctx context.Context) (bool, error) {
 // generated event_id, which SQLite would compute for every row read).
 const auditRecordColumns = `row_id, seq, data`
 
-func scanAuditRecords(rows *sql.Rows) ([]recourse.AuditRecord, error) {
+func scanAuditRecords(rows Rows) ([]recourse.AuditRecord, error) {
 	defer rows.Close()
 	var out []recourse.AuditRecord
 	for rows.Next() {
@@ -333,7 +333,7 @@ func (s queries) AuditHashes(ctx context.Context, indexes []int64) ([][32]byte, 
 	return out, nil
 }
 
-func scanHashes(rows *sql.Rows) ([]int64, [][32]byte, error) {
+func scanHashes(rows Rows) ([]int64, [][32]byte, error) {
 	defer rows.Close()
 	var idx []int64
 	var hs [][32]byte
@@ -369,7 +369,7 @@ func (s queries) AddAuditCheckpoint(ctx context.Context, c *recourse.AuditCheckp
 	return s.wrap("add audit checkpoint", err)
 }
 
-func scanCheckpoints(rows *sql.Rows) ([]*recourse.AuditCheckpoint, error) {
+func scanCheckpoints(rows Rows) ([]*recourse.AuditCheckpoint, error) {
 	defer rows.Close()
 	var out []*recourse.AuditCheckpoint
 	for rows.Next() {

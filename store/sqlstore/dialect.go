@@ -51,6 +51,10 @@ type Dialect struct {
 	// AuditEvent.MarshalCanonicalFilters takes from the encoding it
 	// returns; unset, the database generates them from data.
 	AuditFilterColumns bool
+	// Begin begins a transaction on db; nil is database/sql's (BeginTx).
+	// PostgreSQL's sends BEGIN with the transaction's first statement and
+	// COMMIT with its last (store/postgres).
+	Begin func(ctx context.Context, db *sql.DB) (TxConn, error)
 }
 
 // filterOnly returns col in a form no index can serve, for a condition

@@ -244,14 +244,12 @@ func statementsFor(sh queueShape) []string {
 	return v.([]string)
 }
 
-// flush writes what waits through q, the transaction itself, in
-// multi-row statements of fixed shapes; where the dialect allows inserts
-// in WITH clauses (PostgreSQL), each round's rows of every table go in one
-// statement. A failure is kept: the queue then refuses every later flush.
-func (q *writeQueue) flush(ctx context.Context, tx querier, d Dialect) error {
-	if q.err != nil {
-		return q.err
-	}
+// drain returns what waits as statements, in multi-row statements of
+// fixed shapes; where the dialect allows inserts in WITH clauses
+// (PostgreSQL), each round's rows of every table go in one statement. The
+// queue is empty afterwards.
+func (q *writeQueue) drain(d Dialect) []Statement {
+	var out []Statement
 	for !q.empty() {
 		var sh queueShape
 		sh.filters = d.AuditFilterColumns
@@ -282,25 +280,35 @@ func (q *writeQueue) flush(ctx context.Context, tx querier, d Dialect) error {
 		}
 		st := statementsFor(sh)
 		if sh.with {
-			if _, err := tx.ExecContext(ctx, st[0], slices.Concat(args[:]...)...); err != nil {
-				q.err = fmt.Errorf("write queued inserts: %w", err)
-				return q.err
-			}
+			out = append(out, Statement{st[0], slices.Concat(args[:]...)})
 		} else {
 			i := 0
 			for t, n := range sh.rows {
 				if n == 0 {
 					continue
 				}
-				if _, err := tx.ExecContext(ctx, st[i], args[t]...); err != nil {
-					q.err = fmt.Errorf("write queued inserts: %w", err)
-					return q.err
-				}
+				out = append(out, Statement{st[i], args[t]})
 				i++
 			}
 		}
 		q.audit, q.challenges = q.audit[sh.rows[tableAudit]:], q.challenges[sh.rows[tableChallenges]:]
 		q.tokens, q.mail = q.tokens[sh.rows[tableTokens]:], q.mail[sh.rows[tableOutbox]:]
+	}
+	return out
+}
+
+// flush writes what waits through tx, the transaction itself (drain). A
+// failure is kept: the queue then refuses every later flush and the
+// commit.
+func (q *writeQueue) flush(ctx context.Context, tx TxConn, d Dialect) error {
+	if q.err != nil {
+		return q.err
+	}
+	for _, st := range q.drain(d) {
+		if _, err := tx.ExecContext(ctx, st.Query, st.Args...); err != nil {
+			q.err = fmt.Errorf("write queued inserts: %w", err)
+			return q.err
+		}
 	}
 	return nil
 }
@@ -317,9 +325,10 @@ func (s queries) flushQueued(ctx context.Context) error {
 // txQuerier is a transaction's querier: a statement that names a table
 // with queued rows first writes the queue (writeQueue.touches), so the
 // transaction reads and changes its own writes; others leave the rows
-// waiting for a later, larger flush.
+// waiting for a later, larger flush, at the latest the commit's
+// (TxConn.Commit).
 type txQuerier struct {
-	tx    *sql.Tx
+	tx    TxConn
 	queue *writeQueue
 	d     Dialect
 }
@@ -335,6 +344,15 @@ func (t txQuerier) flushFor(ctx context.Context, query string) error {
 	return nil
 }
 
+// commit writes what still waits and commits, in one round trip where the
+// transaction can (TxConn.Commit); a failed earlier flush fails it.
+func (t txQuerier) commit(ctx context.Context) error {
+	if t.queue.err != nil {
+		return t.queue.err
+	}
+	return t.tx.Commit(ctx, t.queue.drain(t.d))
+}
+
 func (t txQuerier) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	if err := t.flushFor(ctx, query); err != nil {
 		return nil, err
@@ -342,18 +360,17 @@ func (t txQuerier) ExecContext(ctx context.Context, query string, args ...any) (
 	return t.tx.ExecContext(ctx, query, args...)
 }
 
-func (t txQuerier) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+func (t txQuerier) QueryContext(ctx context.Context, query string, args ...any) (Rows, error) {
 	if err := t.flushFor(ctx, query); err != nil {
 		return nil, err
 	}
 	return t.tx.QueryContext(ctx, query, args...)
 }
 
-// QueryRowContext cannot hand back a failed flush (a *sql.Row carries only
-// its own errors): the failure stays in the queue and fails the commit,
-// and on PostgreSQL this statement fails too, the transaction being
-// aborted.
-func (t txQuerier) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+// QueryRowContext cannot hand back a failed flush (a Row carries only its
+// own errors): the failure stays in the queue and fails the commit, and on
+// PostgreSQL this statement fails too, the transaction being aborted.
+func (t txQuerier) QueryRowContext(ctx context.Context, query string, args ...any) Row {
 	_ = t.flushFor(ctx, query)
 	return t.tx.QueryRowContext(ctx, query, args...)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -549,15 +550,24 @@ func (s queries) AccountsInGroup(ctx context.Context, group string, limit int) (
 	return out, nil
 }
 
+// ExecSQL runs a statement of a component's own in the transaction (the
+// job queue's claim of a pending start), through the same connection and
+// queue as the store's statements; outside a transaction, on its own.
+func (s queries) ExecSQL(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return s.q.ExecContext(ctx, query, args...)
+}
+
 // SQLTx exposes the transaction to components that must write in it (the
-// job queue's transactional inserts); nil outside a transaction. The
+// job queue's transactional inserts); an error outside a transaction. The
 // inserts queued so far are written first, as before any statement of the
-// store's own (writeQueue); a failure fails the commit.
-func (s queries) SQLTx() *sql.Tx {
+// store's own (writeQueue); a failure fails the commit too.
+func (s queries) SQLTx(ctx context.Context) (*sql.Tx, error) {
 	t, ok := s.q.(txQuerier)
 	if !ok {
-		return nil
+		return nil, errors.New("not in a transaction")
 	}
-	_ = t.flush(context.Background())
-	return t.tx
+	if err := t.flush(ctx); err != nil {
+		return nil, err
+	}
+	return t.tx.SQLTx(ctx)
 }

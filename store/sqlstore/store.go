@@ -15,11 +15,12 @@ import (
 	"github.com/recourse/recourse"
 )
 
-// querier is what *sql.DB and *sql.Tx share.
+// querier runs the store's statements: outside a transaction on the
+// *sql.DB (dbQuerier), inside one on its TxConn (txQuerier).
 type querier interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	QueryContext(ctx context.Context, query string, args ...any) (Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) Row
 }
 
 // Store is a recourse.Store over a *sql.DB.
@@ -33,7 +34,7 @@ var _ recourse.Store = (*Store)(nil)
 // New wraps an open, migrated database.
 func New(db *sql.DB, d Dialect) *Store {
 	st := &Store{db: db}
-	st.queries = queries{q: db, d: d, db: db}
+	st.queries = queries{q: dbQuerier{db}, d: d, db: db}
 	return st
 }
 
@@ -88,24 +89,26 @@ func (s queries) inTransaction(ctx context.Context, fn func(q queries) error) er
 	if s.inTx || s.db == nil {
 		return fn(s)
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
+	begin := s.d.Begin
+	if begin == nil {
+		begin = beginSQL
+	}
+	tx, err := begin(ctx, s.db)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback()
 	var committed []func()
 	queue := &writeQueue{}
-	q := queries{q: txQuerier{tx: tx, queue: queue, d: s.d}, d: s.d, inTx: true, db: s.db, committed: &committed, queue: queue}
+	tq := txQuerier{tx: tx, queue: queue, d: s.d}
+	q := queries{q: tq, d: s.d, inTx: true, db: s.db, committed: &committed, queue: queue}
 	if err := fn(q); err != nil {
 		return err
 	}
-	// Also when fn ignored a failed statement: a queued insert that
-	// failed fails the commit.
-	if err := q.flushQueued(ctx); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
+	// The queued inserts go with the commit; a queued insert that failed
+	// earlier (also when fn ignored the failed statement) fails it.
+	if err := tq.commit(ctx); err != nil {
+		return s.wrap("commit", err)
 	}
 	for _, f := range committed {
 		f()
@@ -276,7 +279,7 @@ func (s queries) account(ctx context.Context, where string, arg any) (*recourse.
 // then accountColumnsOfA, then channelColumns: one row per channel, or
 // one row without a channel. It closes rows; ErrNotFound when there is
 // none.
-func (s queries) accountRows(rows *sql.Rows, lead []any) (*recourse.Account, error) {
+func (s queries) accountRows(rows Rows, lead []any) (*recourse.Account, error) {
 	defer rows.Close()
 	var a *recourse.Account
 	for rows.Next() {
