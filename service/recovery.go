@@ -117,7 +117,7 @@ func (s *Service) StartRecovery(ctx context.Context, identifier, lost string, me
 //
 // A job runs again when its first run's outcome was not recorded; the
 // request it opened then exists already, and inserting it again conflicts
-// inside the transaction, which is rolled back (errRequestExists): no
+// at the transaction's commit, which is rolled back (errRequestExists): no
 // second set of codes and notices, and no read before each start to find
 // out.
 func (s *Service) ProcessStart(ctx context.Context, job StartJob) error {
@@ -171,10 +171,24 @@ func (s *Service) inClaimedTx(ctx context.Context, claim Claim, fn func(tx recou
 var errRequestExists = errors.New("service: the recovery request exists already")
 
 // createRecovery stores a new request; errRequestExists if its id is taken.
+// The store queues the insert with the transaction's other inserts, so a
+// taken id may be reported only by the commit (openedRecovery).
 func createRecovery(ctx context.Context, tx recourse.Tx, r *recourse.Recovery) error {
 	err := tx.CreateRecovery(ctx, r)
 	if errors.Is(err, recourse.ErrConflict) {
 		return errRequestExists
+	}
+	return err
+}
+
+// openedRecovery is the outcome of the transaction that opened request
+// id: errRequestExists when its commit conflicted because the request
+// exists already (a job run again), err otherwise.
+func (s *Service) openedRecovery(ctx context.Context, id string, err error) error {
+	if errors.Is(err, recourse.ErrConflict) {
+		if _, rerr := s.store.Recovery(ctx, id); rerr == nil {
+			return errRequestExists
+		}
 	}
 	return err
 }
@@ -209,7 +223,7 @@ func (s *Service) openRecovery(ctx context.Context, claim Claim, a *recourse.Acc
 	if d.Outcome == policy.Deny {
 		r.State, r.Outcome = recourse.RecoveryDenied, d.Reason
 		r.Requirement, r.RequirementDigest = []byte("null"), ""
-		return s.inClaimedTx(ctx, claim, func(tx recourse.Tx) error {
+		return s.openedRecovery(ctx, r.ID, s.inClaimedTx(ctx, claim, func(tx recourse.Tx) error {
 			if err := createRecovery(ctx, tx, r); err != nil {
 				return err
 			}
@@ -226,7 +240,7 @@ func (s *Service) openRecovery(ctx context.Context, claim Claim, a *recourse.Acc
 				return err
 			}
 			return s.reportOpened(ctx, tx, a, r, d, meta)
-		})
+		}))
 	}
 	reqJSON, err := json.Marshal(d.Requirement)
 	if err != nil {
@@ -235,7 +249,7 @@ func (s *Service) openRecovery(ctx context.Context, claim Claim, a *recourse.Acc
 	r.State = recourse.RecoveryCollecting
 	r.Requirement, r.RequirementDigest = reqJSON, d.Requirement.Digest()
 	r.ExpiresAt = now.Add(d.Requirement.Lifetimes.Request)
-	return s.inClaimedTx(ctx, claim, func(tx recourse.Tx) error {
+	return s.openedRecovery(ctx, r.ID, s.inClaimedTx(ctx, claim, func(tx recourse.Tx) error {
 		if err := createRecovery(ctx, tx, r); err != nil {
 			return err
 		}
@@ -262,7 +276,7 @@ func (s *Service) openRecovery(ctx context.Context, claim Claim, a *recourse.Acc
 		// request (Sweep), and until then every read treats it as expired
 		// (effectiveState).
 		return s.reportOpened(ctx, tx, a, r, d, meta)
-	})
+	}))
 }
 
 func describeAction(action string) string {

@@ -47,7 +47,23 @@ func TestQueueTouches(t *testing.T) {
 			t.Errorf("touches(%q) = %v, want %v", c.query, got, c.want)
 		}
 	}
-	if (&writeQueue{}).touches(`SELECT * FROM challenges, tokens, outbox, notifications, audit_events`) {
+	if (&writeQueue{}).touches(`SELECT * FROM challenges, tokens, outbox, notifications, audit_events, recovery_requests`) {
 		t.Error("an empty queue touches a statement")
+	}
+	// A queued request is written before its table is named, and before
+	// the tables that refer to it.
+	r := &writeQueue{recoveries: make([][]any, 1)}
+	for _, c := range []struct {
+		query string
+		want  bool
+	}{
+		{`SELECT id FROM recovery_requests WHERE id = $1 FOR UPDATE`, true},
+		{`INSERT INTO recovery_evidence (request_id, kind) VALUES ($1, $2)`, true},
+		{`INSERT INTO recovery_votes (request_id, approver_id) VALUES ($1, $2)`, true},
+		{`SELECT id FROM accounts WHERE id = $1`, false},
+	} {
+		if got := r.touches(c.query); got != c.want {
+			t.Errorf("with a queued request: touches(%q) = %v, want %v", c.query, got, c.want)
+		}
 	}
 }

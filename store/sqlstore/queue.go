@@ -30,6 +30,7 @@ import (
 // A queued insert that fails (a broken constraint) fails the statement
 // that wrote it and, kept in err, the transaction's commit.
 type writeQueue struct {
+	recoveries [][]any // recoveryArgs, taken when queued
 	audit      []queuedAudit
 	challenges []*recourse.Challenge
 	tokens     []*recourse.Token
@@ -39,16 +40,20 @@ type writeQueue struct {
 
 // empty reports whether nothing waits.
 func (q *writeQueue) empty() bool {
-	return len(q.audit) == 0 && len(q.challenges) == 0 && len(q.tokens) == 0 && len(q.mail) == 0
+	return len(q.recoveries) == 0 && len(q.audit) == 0 && len(q.challenges) == 0 && len(q.tokens) == 0 && len(q.mail) == 0
 }
 
 // touches reports whether query names a table that has rows waiting: it
 // could read them, or conflict with them, so they are written first. No
 // table refers to a queued one, and none is read through a view or a
 // trigger, so a statement that names none of them cannot see the
-// difference. (A wider match only writes them sooner.)
+// difference. A queued request is also written before a statement on a
+// table that refers to it (recovery_evidence, recovery_votes; its
+// challenges are queued behind it). (A wider match only writes them
+// sooner.)
 func (q *writeQueue) touches(query string) bool {
-	return len(q.audit) > 0 && strings.Contains(query, "audit_events") ||
+	return len(q.recoveries) > 0 && strings.Contains(query, "recovery_") ||
+		len(q.audit) > 0 && strings.Contains(query, "audit_events") ||
 		len(q.challenges) > 0 && strings.Contains(query, "challenges") ||
 		len(q.tokens) > 0 && strings.Contains(query, "tokens") ||
 		len(q.mail) > 0 && (strings.Contains(query, "outbox") || strings.Contains(query, "notifications"))
@@ -66,9 +71,11 @@ type queuedMail struct {
 	n *recourse.Notification
 }
 
-// The queued tables, in the order a flush writes them.
+// The queued tables, in the order a flush writes them: a request before
+// the challenges that refer to it.
 const (
-	tableAudit = iota
+	tableRecoveries = iota
+	tableAudit
 	tableChallenges
 	tableTokens
 	tableOutbox
@@ -94,6 +101,8 @@ const (
 // audit rows carry their filter columns or not (Dialect.AuditFilterColumns).
 func insertOf(table int, auditFilters bool) (string, int) {
 	switch table {
+	case tableRecoveries:
+		return recoveryInsert, recoveryWidth
 	case tableAudit:
 		return auditInsertFor(auditFilters)
 	case tableChallenges:
@@ -253,7 +262,7 @@ func (q *writeQueue) drain(d Dialect) []Statement {
 	for !q.empty() {
 		var sh queueShape
 		sh.filters = d.AuditFilterColumns
-		lens := [queuedTables]int{len(q.audit), len(q.challenges), len(q.tokens), len(q.mail), len(q.mail)}
+		lens := [queuedTables]int{len(q.recoveries), len(q.audit), len(q.challenges), len(q.tokens), len(q.mail), len(q.mail)}
 		tables := 0
 		for t, n := range lens {
 			if n > 0 {
@@ -267,6 +276,9 @@ func (q *writeQueue) drain(d Dialect) []Statement {
 		args[tableAudit] = make([]any, 0, sh.rows[tableAudit]*width)
 		for _, a := range q.audit[:sh.rows[tableAudit]] {
 			args[tableAudit] = appendAuditArgs(args[tableAudit], d, a)
+		}
+		for _, r := range q.recoveries[:sh.rows[tableRecoveries]] {
+			args[tableRecoveries] = append(args[tableRecoveries], r...)
 		}
 		for _, c := range q.challenges[:sh.rows[tableChallenges]] {
 			args[tableChallenges] = append(args[tableChallenges], challengeArgs(c)...)
@@ -291,6 +303,7 @@ func (q *writeQueue) drain(d Dialect) []Statement {
 				i++
 			}
 		}
+		q.recoveries = q.recoveries[sh.rows[tableRecoveries]:]
 		q.audit, q.challenges = q.audit[sh.rows[tableAudit]:], q.challenges[sh.rows[tableChallenges]:]
 		q.tokens, q.mail = q.tokens[sh.rows[tableTokens]:], q.mail[sh.rows[tableOutbox]:]
 	}

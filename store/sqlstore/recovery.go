@@ -58,16 +58,31 @@ func jsonMap(m map[string]string) string {
 	return string(b)
 }
 
+// CreateRecovery implements recourse.Tx. In a transaction the request
+// waits in the write queue (queue.go) like its audit event, its codes and
+// its notices, and goes with them; a taken id then fails the commit with
+// ErrConflict, as every queued insert's conflict does.
 func (s queries) CreateRecovery(ctx context.Context, r *recourse.Recovery) error {
 	if r.Version == 0 {
 		r.Version = 1
 	}
-	_, err := s.q.ExecContext(ctx, `INSERT INTO recovery_requests (`+recoveryColumns+`)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)`,
-		r.ID, r.AccountID, r.Action, r.Tier, r.State, r.Lost, r.Initiator, r.InitiatorID, r.Reason, jsonMap(r.Change), r.ChangeDigest,
-		r.PolicyDigest, r.Rule, r.Requirement, r.RequirementDigest, nilIfEmpty(r.BrowserHash), nullTime(r.CoolingUntil), utc(r.ExpiresAt),
-		r.Outcome, r.IP, r.UserAgent, utc(r.CreatedAt), utc(r.UpdatedAt), nullTime(r.CompletedAt), r.Version, nilIfEmpty(r.Ceremony))
+	if s.queue != nil {
+		s.queue.recoveries = append(s.queue.recoveries, recoveryArgs(r))
+		return nil
+	}
+	_, err := s.q.ExecContext(ctx, recoveryInsert+values(1, recoveryWidth, 1), recoveryArgs(r)...)
 	return s.wrap("create recovery", err)
+}
+
+const (
+	recoveryInsert = `INSERT INTO recovery_requests (` + recoveryColumns + `) VALUES `
+	recoveryWidth  = 26
+)
+
+func recoveryArgs(r *recourse.Recovery) []any {
+	return []any{r.ID, r.AccountID, r.Action, r.Tier, r.State, r.Lost, r.Initiator, r.InitiatorID, r.Reason, jsonMap(r.Change), r.ChangeDigest,
+		r.PolicyDigest, r.Rule, r.Requirement, r.RequirementDigest, nilIfEmpty(r.BrowserHash), nullTime(r.CoolingUntil), utc(r.ExpiresAt),
+		r.Outcome, r.IP, r.UserAgent, utc(r.CreatedAt), utc(r.UpdatedAt), nullTime(r.CompletedAt), r.Version, nilIfEmpty(r.Ceremony)}
 }
 
 func (s queries) Recovery(ctx context.Context, id string) (*recourse.Recovery, error) {

@@ -630,3 +630,71 @@ func show[T any](xs []*T) string {
 	}
 	return "[" + b.String() + "]"
 }
+
+// testQueuedRecovery: a request created in a transaction waits with the
+// transaction's other queued inserts (a start's: its audit event and
+// codes), is written before a statement on a table that refers to it,
+// and is read back by the transaction; a request whose id is taken fails
+// the commit with ErrConflict, and none of the transaction's writes stay.
+func testQueuedRecovery(t *testing.T, s recourse.Store) {
+	ctx := t.Context()
+	mustCreate(t, s, NewAccount("a"))
+	fresh := func() *recourse.Recovery {
+		return &recourse.Recovery{ID: recourse.NewID("rr_"), AccountID: "a", Action: "password.reset", Tier: "recovery",
+			State: recourse.RecoveryCollecting, Lost: "password", Initiator: "self", Change: map[string]string{"credential": "password"},
+			ChangeDigest: "cd1", PolicyDigest: "pd", Rule: "r", Requirement: []byte(`{"evidence":null}`), RequirementDigest: "rd",
+			BrowserHash: []byte("browser"), ExpiresAt: T0.Add(72 * time.Hour), CreatedAt: T0, UpdatedAt: T0}
+	}
+	r := fresh()
+	err := s.InTx(ctx, func(tx recourse.Tx) error {
+		if err := tx.CreateRecovery(ctx, r); err != nil {
+			return err
+		}
+		// Changed after it was queued: the request is stored as it was
+		// when created, as an insert at once would have stored it.
+		r.Change["credential"] = "changed in memory"
+		if err := tx.AddAuditEvent(ctx, NewAuditEvent(recourse.ActionRecoveryStart, "a", 1)); err != nil {
+			return err
+		}
+		if err := tx.CreateChallenge(ctx, &recourse.Challenge{ID: "chl_r1", RequestID: r.ID, ChannelID: "ch", Kind: "email",
+			CodeHash: []byte{1}, ExpiresAt: T0.Add(time.Hour), CreatedAt: T0}); err != nil {
+			return err
+		}
+		// Refers to the request: written after it.
+		if err := tx.AddRecoveryEvidence(ctx, &recourse.RecoveryEvidence{RequestID: r.ID, Kind: "code", Detail: []byte(`{}`), CreatedAt: T0}); err != nil {
+			return err
+		}
+		got, err := tx.Recovery(ctx, r.ID)
+		if err != nil || got.State != recourse.RecoveryCollecting {
+			t.Errorf("the transaction reads its own request: %+v, %v", got, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Recovery(ctx, r.ID)
+	if err != nil || got.Change["credential"] != "password" {
+		t.Fatalf("stored request = %+v, %v", got, err)
+	}
+	if chs, err := s.Challenges(ctx, r.ID); err != nil || len(chs) != 1 {
+		t.Errorf("codes = %d, %v; want 1", len(chs), err)
+	}
+	events0, _ := s.UnsequencedAuditEvents(ctx, 0, 100)
+
+	taken := fresh()
+	taken.ID = r.ID
+	err = s.InTx(ctx, func(tx recourse.Tx) error {
+		if err := tx.CreateRecovery(ctx, taken); err != nil {
+			return err
+		}
+		return tx.AddAuditEvent(ctx, NewAuditEvent(recourse.ActionRecoveryStart, "a", 2))
+	})
+	if !errors.Is(err, recourse.ErrConflict) {
+		t.Errorf("a request whose id is taken: err = %v, want ErrConflict", err)
+	}
+	if events, _ := s.UnsequencedAuditEvents(ctx, 0, 100); len(events) != len(events0) {
+		t.Errorf("the failed transaction's event stayed: %d events, want %d", len(events), len(events0))
+	}
+}
+

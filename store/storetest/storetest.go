@@ -50,6 +50,7 @@ func Run(t *testing.T, newStore func(t *testing.T) recourse.Store) {
 		{"RecoveryProof", testRecoveryProof},
 		{"RecoveryWithAccount", testRecoveryWithAccount},
 		{"QueuedInserts", testQueuedInserts},
+		{"QueuedRecovery", testQueuedRecovery},
 		{"RecoveryFailuresAndFreeze", testRecoveryFailuresAndFreeze},
 		{"AuditAppendAndSequence", testAuditAppendAndSequence},
 		{"AuditHashesAndCheckpoints", testAuditHashesAndCheckpoints},
