@@ -697,4 +697,3 @@ func testQueuedRecovery(t *testing.T, s recourse.Store) {
 		t.Errorf("the failed transaction's event stayed: %d events, want %d", len(events), len(events0))
 	}
 }
-
