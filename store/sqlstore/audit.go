@@ -44,8 +44,9 @@ func (s queries) AddAuditEvent(ctx context.Context, e *recourse.AuditEvent) erro
 	row := queuedAudit{data: string(data), filters: filters}
 	if s.queue != nil {
 		// In a transaction the events wait for its end, then go in
-		// together (flushQueued): a recovery's transaction records two to
-		// five, and on PostgreSQL each statement is a round trip.
+		// together, with its COMMIT on PostgreSQL (queue.go): a recovery's
+		// transaction records two to five, and there each statement is a
+		// round trip.
 		s.queue.audit = append(s.queue.audit, row)
 		return nil
 	}

@@ -13,19 +13,20 @@ import (
 	"github.com/recourse/recourse"
 )
 
-// writeQueue holds the inserts a transaction defers: its audit events, the
-// codes and tokens it issues (all but access passes) and the messages it
-// delivers to the outbox. They are written, in the order they were queued
-// within each table, before the transaction's next statement that names
-// one of their tables (txQuerier) and before its commit, so the
-// transaction still reads its own writes and nothing it queued is lost.
+// writeQueue holds the inserts a transaction defers: the requests it
+// opens, its audit events, the codes and tokens it issues (all but access
+// passes) and the messages it delivers to the outbox. They are written, in
+// the order they were queued within each table, before the transaction's
+// next statement that names one of their tables (txQuerier) and with its
+// commit, so the transaction still reads its own writes and nothing it
+// queued is lost.
 //
 // Why: a recovery's transaction records two to five audit events, issues
 // a code and a cancel link and sends two or three notices, each of them an
 // insert, and on PostgreSQL each statement is a round trip. Queued, they
 // go in multi-row statements of fixed shapes, and on PostgreSQL in one
-// statement whose WITH clauses insert into the other tables
-// (docs/benchmarks.md, changes 27 and 47).
+// statement whose WITH clauses insert into the other tables, sent in one
+// round trip with the COMMIT (docs/benchmarks.md, changes 27, 47 and 51).
 //
 // A queued insert that fails (a broken constraint) fails the statement
 // that wrote it and, kept in err, the transaction's commit.

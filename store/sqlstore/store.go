@@ -67,8 +67,9 @@ type queries struct {
 	// committed collects what AfterCommit asked to run once the
 	// transaction has committed; nil outside a transaction.
 	committed *[]func()
-	// queue holds the transaction's audit events and outbox deliveries
-	// until flushQueued; nil outside a transaction.
+	// queue holds the transaction's queued inserts (queue.go: its new
+	// requests, audit events, codes, tokens and outbox deliveries) until
+	// a statement touches them or the commit; nil outside a transaction.
 	queue *writeQueue
 }
 
