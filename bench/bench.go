@@ -115,6 +115,13 @@ type ScenarioResult struct {
 	JobsCompleted int64   `json:"jobs_completed"`
 	JobsWaiting   int64   `json:"jobs_waiting_at_end"`
 	DrainSeconds  float64 `json:"jobs_drain_seconds"`
+	// StartsRunPerSec (recovery-start) is how many starts' jobs ran a
+	// second in the window: the starts answered, less the growth of the
+	// jobs waiting. An answer is the insert of a pending start; its job
+	// (the request, its code and notices) runs behind it, and what the
+	// server's workers cannot take waits for its fallback time, so a
+	// short window can answer more starts than the server runs.
+	StartsRunPerSec float64 `json:"starts_run_per_second,omitempty"`
 	Profile       string  `json:"cpu_profile,omitempty"`
 	// Writer is the SQLite writer's utilisation in the window (nil on
 	// PostgreSQL, or when the server's /metrics could not be read).
@@ -468,7 +475,7 @@ func runScenario(ctx context.Context, o Options, e *env, clients []*client, srv 
 	res := &ScenarioResult{Name: name}
 	var cpu0, self0, busy0 float64
 	var db0 map[int]float64
-	var jobs0 int64
+	var jobs0, waiting0 int64
 	var writer0 writerStats
 	var haveWriter bool
 	var start time.Time
@@ -486,7 +493,7 @@ func runScenario(ctx context.Context, o Options, e *env, clients []*client, srv 
 			db0 = commandCPU("postgres")
 		}
 		if e.mail != nil {
-			jobs0, _, _ = jobCounts(ctx, e.mail.db)
+			jobs0, waiting0, _ = jobCounts(ctx, e.mail.db)
 		}
 		if o.CPUProfile != "" && srv.StartProfile != nil {
 			res.Profile = profilePath(o.CPUProfile, name)
@@ -635,6 +642,9 @@ loop:
 		jobs1, waiting, err := jobCounts(ctx, e.mail.db)
 		if err == nil {
 			res.JobsCompleted, res.JobsWaiting = jobs1-jobs0, waiting
+			if name == RecoveryStart {
+				res.StartsRunPerSec = startsRun(res.Flows, waiting0, waiting, res.Seconds)
+			}
 		}
 		t0 := time.Now()
 		for waiting > 0 && time.Since(t0) < 5*time.Minute && ctx.Err() == nil {
@@ -648,6 +658,16 @@ loop:
 	fmt.Fprintf(o.Log, "%-15s done: %s requests (%s/s), %s flows (%s/s), %d failed\n", name, thousands(res.Requests),
 		thousands(int64(res.RequestsPerSec)), thousands(res.Flows), thousands(int64(res.FlowsPerSec)), res.FailedFlows)
 	return res, nil
+}
+
+// startsRun is how many starts' jobs ran a second in a window of secs
+// that answered answered starts while the jobs waiting went from waiting0
+// to waiting1 (ScenarioResult.StartsRunPerSec).
+func startsRun(answered, waiting0, waiting1 int64, secs float64) float64 {
+	if secs <= 0 {
+		return 0
+	}
+	return float64(max(0, answered-(waiting1-waiting0))) / secs
 }
 
 func profilePath(base, scenario string) string {

@@ -448,3 +448,20 @@ func TestConnURL(t *testing.T) {
 		}
 	}
 }
+
+func TestStartsRun(t *testing.T) {
+	for _, c := range []struct {
+		answered, waiting0, waiting1 int64
+		secs, want                   float64
+	}{
+		{1000, 0, 0, 10, 100},     // every job ran
+		{1000, 0, 400, 10, 60},    // 400 left waiting
+		{1000, 300, 100, 10, 120}, // the window also ran 200 of the warm-up's
+		{1000, 0, 5000, 10, 0},    // never below zero
+		{1000, 0, 0, 0, 0},        // no window
+	} {
+		if got := startsRun(c.answered, c.waiting0, c.waiting1, c.secs); got != c.want {
+			t.Errorf("startsRun(%d, %d, %d, %v) = %v, want %v", c.answered, c.waiting0, c.waiting1, c.secs, got, c.want)
+		}
+	}
+}

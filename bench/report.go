@@ -75,6 +75,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 			fmt.Fprintf(w, "   background jobs: %s done in the window, %s waiting at its end, drained %.1fs later\n",
 				thousands(s.JobsCompleted), thousands(s.JobsWaiting), s.DrainSeconds)
 		}
+		if s.StartsRunPerSec > 0 {
+			fmt.Fprintf(w, "   starts run: %s/s (the starts answered, less the growth of the jobs waiting)\n", fixed(s.StartsRunPerSec))
+		}
 		if s.Profile != "" {
 			fmt.Fprintf(w, "   CPU profile: %s\n", s.Profile)
 		}
