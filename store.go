@@ -104,6 +104,10 @@ type Tx interface {
 	// AdvanceTOTPStep atomically records step as the last accepted TOTP step,
 	// only if it is later than the stored one. false means a replay.
 	AdvanceTOTPStep(ctx context.Context, authenticatorID string, step int64, at time.Time) (bool, error)
+	// AddAuthenticatorEvent records a lifecycle event and sets e.ID; in a
+	// transaction the store may write it with the transaction's other
+	// queued inserts instead, leaving e.ID zero (the order of an
+	// account's events is kept).
 	AddAuthenticatorEvent(ctx context.Context, e *AuthenticatorEvent) error
 	// AuthenticatorEvents lists an account's lifecycle events, newest first.
 	AuthenticatorEvents(ctx context.Context, accountID string, limit int) ([]*AuthenticatorEvent, error)

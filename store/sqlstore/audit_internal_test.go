@@ -47,12 +47,12 @@ func TestQueueTouches(t *testing.T) {
 			t.Errorf("touches(%q) = %v, want %v", c.query, got, c.want)
 		}
 	}
-	if (&writeQueue{}).touches(`SELECT * FROM challenges, tokens, outbox, notifications, audit_events, recovery_requests`) {
+	if (&writeQueue{}).touches(`SELECT * FROM challenges, tokens, outbox, notifications, audit_events, recovery_requests, authenticator_events`) {
 		t.Error("an empty queue touches a statement")
 	}
 	// A queued request is written before its table is named, and before
 	// the tables that refer to it.
-	r := &writeQueue{recoveries: make([][]any, 1)}
+	r := &writeQueue{recoveries: make([][]any, 1), authEvents: make([][]any, 1)}
 	for _, c := range []struct {
 		query string
 		want  bool
@@ -60,6 +60,7 @@ func TestQueueTouches(t *testing.T) {
 		{`SELECT id FROM recovery_requests WHERE id = $1 FOR UPDATE`, true},
 		{`INSERT INTO recovery_evidence (request_id, kind) VALUES ($1, $2)`, true},
 		{`INSERT INTO recovery_votes (request_id, approver_id) VALUES ($1, $2)`, true},
+		{`SELECT id FROM authenticator_events WHERE account_id = $1`, true},
 		{`SELECT id FROM accounts WHERE id = $1`, false},
 	} {
 		if got := r.touches(c.query); got != c.want {

@@ -33,6 +33,7 @@ import (
 type writeQueue struct {
 	recoveries [][]any // recoveryArgs, taken when queued
 	audit      []queuedAudit
+	authEvents [][]any // authEventArgs, taken when queued
 	challenges []*recourse.Challenge
 	tokens     []*recourse.Token
 	mail       []queuedMail
@@ -41,7 +42,8 @@ type writeQueue struct {
 
 // empty reports whether nothing waits.
 func (q *writeQueue) empty() bool {
-	return len(q.recoveries) == 0 && len(q.audit) == 0 && len(q.challenges) == 0 && len(q.tokens) == 0 && len(q.mail) == 0
+	return len(q.recoveries) == 0 && len(q.audit) == 0 && len(q.authEvents) == 0 && len(q.challenges) == 0 && len(q.tokens) == 0 &&
+		len(q.mail) == 0
 }
 
 // touches reports whether query names a table that has rows waiting: it
@@ -55,6 +57,7 @@ func (q *writeQueue) empty() bool {
 func (q *writeQueue) touches(query string) bool {
 	return len(q.recoveries) > 0 && strings.Contains(query, "recovery_") ||
 		len(q.audit) > 0 && strings.Contains(query, "audit_events") ||
+		len(q.authEvents) > 0 && strings.Contains(query, "authenticator_events") ||
 		len(q.challenges) > 0 && strings.Contains(query, "challenges") ||
 		len(q.tokens) > 0 && strings.Contains(query, "tokens") ||
 		len(q.mail) > 0 && (strings.Contains(query, "outbox") || strings.Contains(query, "notifications"))
@@ -77,6 +80,7 @@ type queuedMail struct {
 const (
 	tableRecoveries = iota
 	tableAudit
+	tableAuthEvents
 	tableChallenges
 	tableTokens
 	tableOutbox
@@ -106,6 +110,8 @@ func insertOf(table int, auditFilters bool) (string, int) {
 		return recoveryInsert, recoveryWidth
 	case tableAudit:
 		return auditInsertFor(auditFilters)
+	case tableAuthEvents:
+		return authEventInsert, authEventWidth
 	case tableChallenges:
 		return challengeInsert, challengeWidth
 	case tableTokens:
@@ -263,7 +269,7 @@ func (q *writeQueue) drain(d Dialect) []Statement {
 	for !q.empty() {
 		var sh queueShape
 		sh.filters = d.AuditFilterColumns
-		lens := [queuedTables]int{len(q.recoveries), len(q.audit), len(q.challenges), len(q.tokens), len(q.mail), len(q.mail)}
+		lens := [queuedTables]int{len(q.recoveries), len(q.audit), len(q.authEvents), len(q.challenges), len(q.tokens), len(q.mail), len(q.mail)}
 		tables := 0
 		for t, n := range lens {
 			if n > 0 {
@@ -280,6 +286,9 @@ func (q *writeQueue) drain(d Dialect) []Statement {
 		}
 		for _, r := range q.recoveries[:sh.rows[tableRecoveries]] {
 			args[tableRecoveries] = append(args[tableRecoveries], r...)
+		}
+		for _, e := range q.authEvents[:sh.rows[tableAuthEvents]] {
+			args[tableAuthEvents] = append(args[tableAuthEvents], e...)
 		}
 		for _, c := range q.challenges[:sh.rows[tableChallenges]] {
 			args[tableChallenges] = append(args[tableChallenges], challengeArgs(c)...)
@@ -304,7 +313,7 @@ func (q *writeQueue) drain(d Dialect) []Statement {
 				i++
 			}
 		}
-		q.recoveries = q.recoveries[sh.rows[tableRecoveries]:]
+		q.recoveries, q.authEvents = q.recoveries[sh.rows[tableRecoveries]:], q.authEvents[sh.rows[tableAuthEvents]:]
 		q.audit, q.challenges = q.audit[sh.rows[tableAudit]:], q.challenges[sh.rows[tableChallenges]:]
 		q.tokens, q.mail = q.tokens[sh.rows[tableTokens]:], q.mail[sh.rows[tableOutbox]:]
 	}

@@ -787,12 +787,25 @@ func (s queries) AdvanceTOTPStep(ctx context.Context, id string, step int64, at 
 	return n == 1, nil
 }
 
+// AddAuthenticatorEvent implements recourse.Store; in a transaction the
+// event waits in the write queue (queue.go) and its ID stays zero.
 func (s queries) AddAuthenticatorEvent(ctx context.Context, e *recourse.AuthenticatorEvent) error {
+	if s.queue != nil {
+		s.queue.authEvents = append(s.queue.authEvents, authEventArgs(e))
+		return nil
+	}
 	var err error
-	e.ID, err = s.insertID(ctx, "id", `INSERT INTO authenticator_events (authenticator_id, account_id, kind, type, at, ip, user_agent)
-        VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		e.AuthenticatorID, e.AccountID, e.Kind, e.Type, utc(e.At), e.IP, e.UserAgent)
+	e.ID, err = s.insertID(ctx, "id", authEventInsert+values(1, authEventWidth, 1), authEventArgs(e)...)
 	return s.wrap("add authenticator event", err)
+}
+
+const (
+	authEventInsert = `INSERT INTO authenticator_events (authenticator_id, account_id, kind, type, at, ip, user_agent) VALUES `
+	authEventWidth  = 7
+)
+
+func authEventArgs(e *recourse.AuthenticatorEvent) []any {
+	return []any{e.AuthenticatorID, e.AccountID, e.Kind, e.Type, utc(e.At), e.IP, e.UserAgent}
 }
 
 func (s queries) AuthenticatorEvents(ctx context.Context, accountID string, limit int) ([]*recourse.AuthenticatorEvent, error) {

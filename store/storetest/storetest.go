@@ -508,6 +508,30 @@ func testAuthenticators(t *testing.T, s recourse.Store) {
 	} else if evs[0].ID != lastID {
 		t.Errorf("the newest event's id is %d, AddAuthenticatorEvent said %d", evs[0].ID, lastID)
 	}
+
+	// In a transaction the events may wait with its other queued
+	// inserts: its own reads see them, and they are stored in order.
+	err = s.InTx(ctx, func(tx recourse.Tx) error {
+		for i, typ := range []recourse.AuthenticatorEventType{recourse.AuthEventBound, recourse.AuthEventUsed} {
+			if err := tx.AddAuthenticatorEvent(ctx, &recourse.AuthenticatorEvent{AuthenticatorID: key.ID, AccountID: "a", Kind: recourse.AuthWebAuthn,
+				Type: typ, At: T0.Add(time.Hour + time.Duration(i)*time.Minute), IP: "192.0.2.2", UserAgent: "tx"}); err != nil {
+				return err
+			}
+		}
+		evs, err := tx.AuthenticatorEvents(ctx, "a", 1)
+		if err != nil || len(evs) != 1 || evs[0].Type != recourse.AuthEventUsed || evs[0].IP != "192.0.2.2" {
+			t.Errorf("the transaction reads its events: %+v, %v", evs, err)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, err = s.AuthenticatorEvents(ctx, "a", 3)
+	if err != nil || len(evs) != 3 || evs[0].Type != recourse.AuthEventUsed || evs[1].Type != recourse.AuthEventBound ||
+		evs[2].ID != lastID || evs[1].ID <= lastID || evs[0].ID <= evs[1].ID {
+		t.Errorf("events after the transaction = %+v, %v", evs, err)
+	}
 }
 
 func testOneActivePassword(t *testing.T, s recourse.Store) {
