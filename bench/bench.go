@@ -122,7 +122,7 @@ type ScenarioResult struct {
 	// server's workers cannot take waits for its fallback time, so a
 	// short window can answer more starts than the server runs.
 	StartsRunPerSec float64 `json:"starts_run_per_second,omitempty"`
-	Profile       string  `json:"cpu_profile,omitempty"`
+	Profile         string  `json:"cpu_profile,omitempty"`
 	// Writer is the SQLite writer's utilisation in the window (nil on
 	// PostgreSQL, or when the server's /metrics could not be read).
 	Writer *WriterResult `json:"sqlite_writer,omitempty"`
