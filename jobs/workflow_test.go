@@ -333,6 +333,11 @@ func TestForgotPasswordWithBoundTOTP(t *testing.T) {
 			t.Fatal(err)
 		}
 		w.wantState(rs, recourse.RecoveryReady)
+		if a, err := w.store.Account(ctx, "d.chen"); err != nil {
+			t.Fatal(err)
+		} else if a.RecoveryFailures != 1 {
+			t.Fatalf("after one wrong code: %d recovery failures, want 1", a.RecoveryFailures)
+		}
 		// Nobody else can drive it: a wrong browser secret sees nothing.
 		if _, err := w.svc.ContinueRecovery(ctx, rs.RequestID, credential.NewToken(service.BrowserSecretPrefix), meta()); err == nil {
 			t.Fatal("another browser continued the request")
@@ -350,6 +355,12 @@ func TestForgotPasswordWithBoundTOTP(t *testing.T) {
 		}
 		if done.SignIn.Session.Restricted {
 			t.Error("a password reset left a restricted session")
+		}
+		// The completed recovery clears the wrong code's count.
+		if a, err := w.store.Account(ctx, "d.chen"); err != nil {
+			t.Fatal(err)
+		} else if a.RecoveryFailures != 0 {
+			t.Errorf("after the completion: %d recovery failures, want 0", a.RecoveryFailures)
 		}
 		// The completion token works once.
 		if _, err := w.svc.CompleteRecovery(ctx, rs.RequestID, rs.BrowserSecret, tok, service.Completion{NewPassword: "saffron-kettle-meadow-9"}, meta()); err == nil {

@@ -175,8 +175,13 @@ func (s *Service) completeRecovery(ctx context.Context, id, secret, token string
 				}
 			}
 		}
-		if err := tx.ResetRecoveryFailures(ctx, a.ID); err != nil {
-			return err
+		// The count of wrong codes starts again; a read in this
+		// transaction that found none needs no write (a wrong code
+		// counted since then stays counted).
+		if a.RecoveryFailures != 0 {
+			if err := tx.ResetRecoveryFailures(ctx, a.ID); err != nil {
+				return err
+			}
 		}
 		if a.Locked() {
 			if err := tx.UnlockAccount(ctx, a.ID); err != nil {
