@@ -168,7 +168,7 @@ var errTaken = errors.New("jobs: the queue has taken this job")
 func (q *Queue) claim(ctx context.Context, tx recourse.Tx, id int64) error {
 	h, ok := underlying[sqlExecer](tx)
 	if !ok {
-		return errors.New("jobs: jobs are inserted and claimed inside a store transaction")
+		return errNoStoreTx
 	}
 	return claimPendingStart(ctx, h, id)
 }

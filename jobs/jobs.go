@@ -374,10 +374,14 @@ func storeTx(ctx context.Context, tx recourse.Tx) (*sql.Tx, error) {
 		SQLTx(context.Context) (*sql.Tx, error)
 	}](tx)
 	if !ok {
-		return nil, errors.New("jobs: jobs are inserted and claimed inside a store transaction")
+		return nil, errNoStoreTx
 	}
 	return h.SQLTx(ctx)
 }
+
+// errNoStoreTx: a job is inserted or claimed in a transaction of the
+// store's that did not come from InTx.
+var errNoStoreTx = errors.New("jobs: jobs are inserted and claimed inside a store transaction")
 
 // insert inserts a job in tx, River's InsertTx on the store's own
 // transaction, and wakes this process's workers for its queue once tx has

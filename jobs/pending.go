@@ -59,8 +59,8 @@ func addPendingStart(ctx context.Context, db execQuerier, dialect string, args S
 }
 
 // sqlExecer runs a statement in the store's transaction, like any of the
-// store's own (the first one sends the transaction's BEGIN with it on
-// PostgreSQL): a *sql.Tx, or the store's transaction (ExecSQL).
+// store's own (on PostgreSQL the first one carries the transaction's
+// BEGIN): the store's transaction (ExecSQL).
 type sqlExecer interface {
 	ExecSQL(ctx context.Context, query string, args ...any) (sql.Result, error)
 }

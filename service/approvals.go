@@ -142,7 +142,6 @@ func (s *Service) VoteOnChange(ctx context.Context, p *Principal, id, vote, comm
 	meta.Actor = recourse.AuditActor{AccountID: p.Account.ID, Role: recourse.ActorApprover}
 	var done *ApprovalItem
 	err := s.store.InTx(ctx, func(tx recourse.Tx) error {
-		done = nil // a transaction run again starts afresh
 		r, err := tx.Recovery(ctx, id)
 		if errors.Is(err, recourse.ErrNotFound) {
 			return errNotApprover

@@ -19,12 +19,9 @@ import (
 // holds evidence, or the help desk opened it (its holder claimed it with a
 // code).
 func (s *Service) revealed(ctx context.Context, id, secret string) bool {
-	if !validBrowserRef(id, secret) {
-		return false
-	}
 	// The request and its evidence in one read.
-	r, p, err := s.store.RecoveryWithProof(ctx, id)
-	if err != nil || !s.heldByBrowser(r, secret) {
+	r, p, err := s.loadForBrowserWithProof(ctx, id, secret)
+	if err != nil {
 		return false
 	}
 	return r.Initiator != "self" || len(p.Evidence) > 0

@@ -430,34 +430,43 @@ type RecoveryView struct {
 // loadForBrowser returns the request if the browser secret matches, else
 // ErrNotFound (the same for a request that does not exist).
 func (s *Service) loadForBrowser(ctx context.Context, tx recourse.Tx, id, secret string) (*recourse.Recovery, error) {
-	if !validBrowserRef(id, secret) {
-		return nil, recourse.ErrNotFound
-	}
-	r, err := tx.Recovery(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	if !s.heldByBrowser(r, secret) {
-		return nil, recourse.ErrNotFound
-	}
-	return r, nil
+	r, _, err := forBrowser(s, ctx, id, secret, func(ctx context.Context, id string) (*recourse.Recovery, struct{}, error) {
+		r, err := tx.Recovery(ctx, id)
+		return r, struct{}{}, err
+	})
+	return r, err
 }
 
 // loadForBrowserWithAccount is loadForBrowser, outside a transaction, with
 // the request's account read in the same statement: a submission needs
 // both before its transaction (Store.RecoveryWithAccount).
 func (s *Service) loadForBrowserWithAccount(ctx context.Context, id, secret string) (*recourse.Recovery, *recourse.Account, error) {
+	return forBrowser(s, ctx, id, secret, s.store.RecoveryWithAccount)
+}
+
+// loadForBrowserWithProof is loadForBrowser, outside a transaction, with
+// the request's proof read in the same statement (Store.RecoveryWithProof).
+func (s *Service) loadForBrowserWithProof(ctx context.Context, id, secret string) (*recourse.Recovery, *recourse.RecoveryProof, error) {
+	return forBrowser(s, ctx, id, secret, s.store.RecoveryWithProof)
+}
+
+// forBrowser reads request id with read for the browser that holds
+// secret: ErrNotFound, before anything is read, for an id or secret that
+// cannot name a request, and after it for another browser's secret.
+func forBrowser[T any](s *Service, ctx context.Context, id, secret string,
+	read func(ctx context.Context, id string) (*recourse.Recovery, T, error)) (*recourse.Recovery, T, error) {
+	var none T
 	if !validBrowserRef(id, secret) {
-		return nil, nil, recourse.ErrNotFound
+		return nil, none, recourse.ErrNotFound
 	}
-	r, a, err := s.store.RecoveryWithAccount(ctx, id)
+	r, with, err := read(ctx, id)
 	if err != nil {
-		return nil, nil, err
+		return nil, none, err
 	}
 	if !s.heldByBrowser(r, secret) {
-		return nil, nil, recourse.ErrNotFound
+		return nil, none, recourse.ErrNotFound
 	}
-	return r, a, nil
+	return r, with, nil
 }
 
 // validBrowserRef reports whether id and secret could name a request and
@@ -588,20 +597,14 @@ func proofOf(r *recourse.Recovery, p *recourse.RecoveryProof) proof {
 // request, so the page never confirms that an account exists.
 func (s *Service) RecoveryStatus(ctx context.Context, id, secret string) (*RecoveryView, error) {
 	view := &RecoveryView{ID: id, State: recourse.RecoveryCollecting}
-	if !validBrowserRef(id, secret) {
-		return view, nil
-	}
-	// The request and its proof in one read (a status is read after
-	// every step); the proof is used only once the secret matches.
-	r, p, err := s.store.RecoveryWithProof(ctx, id)
+	// The request and its proof in one read: a status is read after every
+	// step.
+	r, p, err := s.loadForBrowserWithProof(ctx, id, secret)
 	if errors.Is(err, recourse.ErrNotFound) {
 		return view, nil
 	}
 	if err != nil {
 		return nil, internal("read recovery", err)
-	}
-	if !s.heldByBrowser(r, secret) {
-		return view, nil
 	}
 	return s.viewOf(r, proofOf(r, p))
 }

@@ -119,13 +119,23 @@ type pgTx struct {
 	done bool    // committed: Rollback only releases sc
 }
 
-// first sends BEGIN and query in one batch and returns the results, the
-// begin's read; the transaction is open from then on, also when query
-// fails (it is then aborted, and Rollback ends it).
-func (t *pgTx) first(ctx context.Context, query string, args []any) (pgx.BatchResults, error) {
+// batch returns a batch that begins the transaction first if nothing has
+// yet (send).
+func (t *pgTx) batch() *pgx.Batch {
 	b := &pgx.Batch{}
-	b.BeginTx(pgx.TxOptions{})
-	b.Queue(query, args...)
+	if t.tx == nil {
+		b.BeginTx(pgx.TxOptions{})
+	}
+	return b
+}
+
+// send sends b, a batch of t's; if it begins the transaction, the BEGIN's
+// result is read, and the transaction is open from then on, also when a
+// statement after it fails (it is then aborted, and Rollback ends it).
+func (t *pgTx) send(ctx context.Context, b *pgx.Batch) (pgx.BatchResults, error) {
+	if t.tx != nil {
+		return t.tx.SendBatch(ctx, b), nil
+	}
 	br := t.pc.SendBatch(ctx, b)
 	t.tx = br.Tx()
 	if _, err := br.Exec(); err != nil {
@@ -133,6 +143,14 @@ func (t *pgTx) first(ctx context.Context, query string, args []any) (pgx.BatchRe
 		return nil, err
 	}
 	return br, nil
+}
+
+// first sends BEGIN and query in one batch and returns the results, the
+// begin's read.
+func (t *pgTx) first(ctx context.Context, query string, args []any) (pgx.BatchResults, error) {
+	b := t.batch()
+	b.Queue(query, args...)
+	return t.send(ctx, b)
 }
 
 func (t *pgTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
@@ -190,24 +208,14 @@ func (t *pgTx) Commit(ctx context.Context, final []sqlstore.Statement) error {
 		_, err := t.pc.Exec(ctx, final[0].Query, final[0].Args...)
 		return err
 	}
-	b := &pgx.Batch{}
-	if t.tx == nil {
-		b.BeginTx(pgx.TxOptions{})
-	}
+	b := t.batch()
 	for _, st := range final {
 		b.Queue(st.Query, st.Args...)
 	}
 	b.Queue("commit")
-	var br pgx.BatchResults
-	if t.tx == nil {
-		br = t.pc.SendBatch(ctx, b)
-		t.tx = br.Tx()
-		if _, err := br.Exec(); err != nil {
-			br.Close()
-			return err
-		}
-	} else {
-		br = t.tx.SendBatch(ctx, b)
+	br, err := t.send(ctx, b)
+	if err != nil {
+		return err
 	}
 	for range final {
 		if _, err := br.Exec(); err != nil {

@@ -47,7 +47,7 @@ func (s queries) AddAuditEvent(ctx context.Context, e *recourse.AuditEvent) erro
 		// together, with its COMMIT on PostgreSQL (queue.go): a recovery's
 		// transaction records two to five, and there each statement is a
 		// round trip.
-		s.queue.audit = append(s.queue.audit, row)
+		s.queue.add(tableAudit, appendAuditArgs(nil, s.d, row))
 		return nil
 	}
 	// The one-row statement of the flush's cached shapes.

@@ -2,8 +2,6 @@ package sqlstore
 
 import (
 	"testing"
-
-	"github.com/recourse/recourse"
 )
 
 func TestRowsPerStatement(t *testing.T) {
@@ -31,7 +29,10 @@ func TestRowsPerStatement(t *testing.T) {
 // TestQueueTouches: a statement is preceded by a flush when it names a
 // table with queued rows, and only then.
 func TestQueueTouches(t *testing.T) {
-	q := &writeQueue{challenges: make([]*recourse.Challenge, 1), mail: make([]queuedMail, 1)}
+	q := &writeQueue{}
+	q.add(tableChallenges, nil)
+	q.add(tableOutbox, nil)
+	q.add(tableNotifications, nil)
 	for _, c := range []struct {
 		query string
 		want  bool
@@ -52,7 +53,9 @@ func TestQueueTouches(t *testing.T) {
 	}
 	// A queued request is written before its table is named, and before
 	// the tables that refer to it.
-	r := &writeQueue{recoveries: make([][]any, 1), authEvents: make([][]any, 1)}
+	r := &writeQueue{}
+	r.add(tableRecoveries, nil)
+	r.add(tableAuthEvents, nil)
 	for _, c := range []struct {
 		query string
 		want  bool

@@ -31,19 +31,24 @@ import (
 // A queued insert that fails (a broken constraint) fails the statement
 // that wrote it and, kept in err, the transaction's commit.
 type writeQueue struct {
-	recoveries [][]any // recoveryArgs, taken when queued
-	audit      []queuedAudit
-	authEvents [][]any // authEventArgs, taken when queued
-	challenges []*recourse.Challenge
-	tokens     []*recourse.Token
-	mail       []queuedMail
-	err        error
+	// rows holds each queued table's rows, as the arguments of its insert
+	// taken when the row was queued: the row stored is the one given,
+	// whatever its caller changes afterwards, as with an insert at once.
+	rows [queuedTables][][]any
+	err  error
 }
+
+// add queues a row of table.
+func (q *writeQueue) add(table int, args []any) { q.rows[table] = append(q.rows[table], args) }
 
 // empty reports whether nothing waits.
 func (q *writeQueue) empty() bool {
-	return len(q.recoveries) == 0 && len(q.audit) == 0 && len(q.authEvents) == 0 && len(q.challenges) == 0 && len(q.tokens) == 0 &&
-		len(q.mail) == 0
+	for _, rows := range q.rows {
+		if len(rows) > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // touches reports whether query names a table that has rows waiting: it
@@ -55,12 +60,20 @@ func (q *writeQueue) empty() bool {
 // challenges are queued behind it). (A wider match only writes them
 // sooner.)
 func (q *writeQueue) touches(query string) bool {
-	return len(q.recoveries) > 0 && strings.Contains(query, "recovery_") ||
-		len(q.audit) > 0 && strings.Contains(query, "audit_events") ||
-		len(q.authEvents) > 0 && strings.Contains(query, "authenticator_events") ||
-		len(q.challenges) > 0 && strings.Contains(query, "challenges") ||
-		len(q.tokens) > 0 && strings.Contains(query, "tokens") ||
-		len(q.mail) > 0 && (strings.Contains(query, "outbox") || strings.Contains(query, "notifications"))
+	for t, rows := range q.rows {
+		if len(rows) > 0 && strings.Contains(query, queuedNames[t]) {
+			return true
+		}
+	}
+	return false
+}
+
+// queuedNames is what a statement names when it touches a queued table's
+// rows: the table's name, and for requests every recovery_ table, which
+// refer to them.
+var queuedNames = [queuedTables]string{
+	tableRecoveries: "recovery_", tableAudit: "audit_events", tableAuthEvents: "authenticator_events", tableChallenges: "challenges",
+	tableTokens: "tokens", tableOutbox: "outbox", tableNotifications: "notifications",
 }
 
 // queuedAudit is an audit event's canonical encoding and, where the
@@ -68,11 +81,6 @@ func (q *writeQueue) touches(query string) bool {
 type queuedAudit struct {
 	data    string
 	filters recourse.AuditFilters
-}
-
-type queuedMail struct {
-	m *recourse.OutboxMessage
-	n *recourse.Notification
 }
 
 // The queued tables, in the order a flush writes them: a request before
@@ -175,15 +183,12 @@ func (s queries) DeliverToOutbox(ctx context.Context, m *recourse.OutboxMessage,
 		n.UpdatedAt = n.CreatedAt
 	}
 	n.Body = []byte{} // the outbox keeps the message
-	if s.queue != nil {
-		s.queue.mail = append(s.queue.mail, queuedMail{m, n})
-		return nil
-	}
 	return s.inTransaction(ctx, func(q queries) error {
 		if q.queue == nil {
 			return errors.New("deliver to outbox: no transaction")
 		}
-		q.queue.mail = append(q.queue.mail, queuedMail{m, n})
+		q.queue.add(tableOutbox, outboxArgs(m))
+		q.queue.add(tableNotifications, notificationArgs(n))
 		return nil
 	})
 }
@@ -267,38 +272,21 @@ func statementsFor(sh queueShape) []string {
 func (q *writeQueue) drain(d Dialect) []Statement {
 	var out []Statement
 	for !q.empty() {
-		var sh queueShape
-		sh.filters = d.AuditFilterColumns
-		lens := [queuedTables]int{len(q.recoveries), len(q.audit), len(q.authEvents), len(q.challenges), len(q.tokens), len(q.mail), len(q.mail)}
+		sh := queueShape{filters: d.AuditFilterColumns}
 		tables := 0
-		for t, n := range lens {
-			if n > 0 {
-				sh.rows[t] = rowsPerStatement(n)
+		for t, rows := range q.rows {
+			if len(rows) > 0 {
+				sh.rows[t] = rowsPerStatement(len(rows))
 				tables++
 			}
 		}
 		sh.with = d.InsertInWith && tables > 1
 		var args [queuedTables][]any
-		_, width := auditInsertFor(sh.filters)
-		args[tableAudit] = make([]any, 0, sh.rows[tableAudit]*width)
-		for _, a := range q.audit[:sh.rows[tableAudit]] {
-			args[tableAudit] = appendAuditArgs(args[tableAudit], d, a)
-		}
-		for _, r := range q.recoveries[:sh.rows[tableRecoveries]] {
-			args[tableRecoveries] = append(args[tableRecoveries], r...)
-		}
-		for _, e := range q.authEvents[:sh.rows[tableAuthEvents]] {
-			args[tableAuthEvents] = append(args[tableAuthEvents], e...)
-		}
-		for _, c := range q.challenges[:sh.rows[tableChallenges]] {
-			args[tableChallenges] = append(args[tableChallenges], challengeArgs(c)...)
-		}
-		for _, t := range q.tokens[:sh.rows[tableTokens]] {
-			args[tableTokens] = append(args[tableTokens], tokenArgs(t)...)
-		}
-		for _, qm := range q.mail[:sh.rows[tableOutbox]] {
-			args[tableOutbox] = append(args[tableOutbox], outboxArgs(qm.m)...)
-			args[tableNotifications] = append(args[tableNotifications], notificationArgs(qm.n)...)
+		for t, n := range sh.rows {
+			for _, row := range q.rows[t][:n] {
+				args[t] = append(args[t], row...)
+			}
+			q.rows[t] = q.rows[t][n:]
 		}
 		st := statementsFor(sh)
 		if sh.with {
@@ -313,9 +301,6 @@ func (q *writeQueue) drain(d Dialect) []Statement {
 				i++
 			}
 		}
-		q.recoveries, q.authEvents = q.recoveries[sh.rows[tableRecoveries]:], q.authEvents[sh.rows[tableAuthEvents]:]
-		q.audit, q.challenges = q.audit[sh.rows[tableAudit]:], q.challenges[sh.rows[tableChallenges]:]
-		q.tokens, q.mail = q.tokens[sh.rows[tableTokens]:], q.mail[sh.rows[tableOutbox]:]
 	}
 	return out
 }

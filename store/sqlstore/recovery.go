@@ -67,7 +67,7 @@ func (s queries) CreateRecovery(ctx context.Context, r *recourse.Recovery) error
 		r.Version = 1
 	}
 	if s.queue != nil {
-		s.queue.recoveries = append(s.queue.recoveries, recoveryArgs(r))
+		s.queue.add(tableRecoveries, recoveryArgs(r))
 		return nil
 	}
 	_, err := s.q.ExecContext(ctx, recoveryInsert+values(1, recoveryWidth, 1), recoveryArgs(r)...)
@@ -429,7 +429,7 @@ func (s queries) CreateChallenge(ctx context.Context, c *recourse.Challenge) err
 	}
 	if s.queue != nil {
 		// Written with the transaction's next statement (writeQueue).
-		s.queue.challenges = append(s.queue.challenges, c)
+		s.queue.add(tableChallenges, challengeArgs(c))
 		return nil
 	}
 	_, err := s.q.ExecContext(ctx, challengeInsert+values(1, challengeWidth, 1), challengeArgs(c)...)
@@ -479,7 +479,7 @@ func (s queries) CreateToken(ctx context.Context, t *recourse.Token) error {
 	// conflict. Other tokens are written with the transaction's next
 	// statement (writeQueue).
 	if s.queue != nil && t.Purpose != recourse.TokenAccessPass {
-		s.queue.tokens = append(s.queue.tokens, t)
+		s.queue.add(tableTokens, tokenArgs(t))
 		return nil
 	}
 	_, err := s.q.ExecContext(ctx, tokenInsert+values(1, tokenWidth, 1), tokenArgs(t)...)

@@ -285,10 +285,8 @@ func (s queries) accountRows(rows Rows, lead []any) (*recourse.Account, error) {
 	var a *recourse.Account
 	for rows.Next() {
 		var row accountRow
-		var chID, chAccount, chKind, chAddress sql.NullString
-		var chVerified, chCreated sql.NullTime
-		var chShared sql.NullBool
-		if err := rows.Scan(slices.Concat(lead, row.dest(), []any{&chID, &chAccount, &chKind, &chAddress, &chVerified, &chCreated, &chShared})...); err != nil {
+		var ch channelRow
+		if err := rows.Scan(slices.Concat(lead, row.dest(), ch.dest())...); err != nil {
 			return nil, s.wrap("read account", err)
 		}
 		if a == nil {
@@ -297,8 +295,8 @@ func (s queries) accountRows(rows Rows, lead []any) (*recourse.Account, error) {
 				return nil, s.wrap("read account", err)
 			}
 		}
-		if chID.Valid {
-			addChannel(a, channelOf(chID.String, chAccount.String, chKind.String, chAddress.String, chVerified, chCreated.Time, chShared.Bool))
+		if c, ok := ch.channel(); ok {
+			addChannel(a, c)
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -535,7 +533,7 @@ const updateAccountSQL = `UPDATE accounts SET username = $2, display_name = $3, 
 // updateAccountWithChannelsSQL is updateAccountSQL with the updated
 // account's channels, where an UPDATE may run in a WITH clause.
 const updateAccountWithChannelsSQL = `WITH u AS (` + updateAccountSQL + ` RETURNING id)
-        SELECT ` + channelColumns + ` FROM u LEFT JOIN channels c ON c.account_id = u.id ORDER BY c.created_at, c.id`
+        SELECT ` + channelColumns + ` FROM u LEFT JOIN channels c ON c.account_id = u.id`
 
 // updateAccountWithChannels runs updateAccountWithChannelsSQL: whether the
 // account was updated, and its channels before the update.
@@ -549,17 +547,35 @@ func (s queries) updateAccountWithChannels(ctx context.Context, args []any) (boo
 	var out []recourse.Channel
 	for rows.Next() {
 		updated = true
-		var id, account, kind, address sql.NullString
-		var verified, created sql.NullTime
-		var shared bool
-		if err := rows.Scan(&id, &account, &kind, &address, &verified, &created, &shared); err != nil {
+		var ch channelRow
+		if err := rows.Scan(ch.dest()...); err != nil {
 			return false, nil, err
 		}
-		if id.Valid {
-			out = append(out, channelOf(id.String, account.String, kind.String, address.String, verified, created.Time, shared))
+		if c, ok := ch.channel(); ok {
+			out = append(out, c)
 		}
 	}
 	return updated, out, rows.Err()
+}
+
+// channelRow is channelColumns of a left join: NULL when the row has no
+// channel.
+type channelRow struct {
+	id, account, kind, address sql.NullString
+	verified, created          sql.NullTime
+	shared                     sql.NullBool
+}
+
+func (r *channelRow) dest() []any {
+	return []any{&r.id, &r.account, &r.kind, &r.address, &r.verified, &r.created, &r.shared}
+}
+
+// channel is the row's channel; false for a row without one.
+func (r *channelRow) channel() (recourse.Channel, bool) {
+	if !r.id.Valid {
+		return recourse.Channel{}, false
+	}
+	return channelOf(r.id.String, r.account.String, r.kind.String, r.address.String, r.verified, r.created.Time, r.shared.Bool), true
 }
 
 func (s queries) RecordSignInFailure(ctx context.Context, accountID string, limit int, at time.Time) (int, bool, error) {
@@ -791,7 +807,7 @@ func (s queries) AdvanceTOTPStep(ctx context.Context, id string, step int64, at 
 // event waits in the write queue (queue.go) and its ID stays zero.
 func (s queries) AddAuthenticatorEvent(ctx context.Context, e *recourse.AuthenticatorEvent) error {
 	if s.queue != nil {
-		s.queue.authEvents = append(s.queue.authEvents, authEventArgs(e))
+		s.queue.add(tableAuthEvents, authEventArgs(e))
 		return nil
 	}
 	var err error
