@@ -382,3 +382,46 @@ func TestMovePendingStarts(t *testing.T) {
 		})
 	}
 }
+
+// A full buffer holds a start's answer until a worker frees a place (the
+// start is then the workers'), or for the wait at most (the start is then
+// left to its fallback).
+func TestOfferWaitsForRoom(t *testing.T) {
+	first, second := directStart{id: 1}, directStart{id: 2}
+	t.Run("room freed", func(t *testing.T) {
+		d := newDirect(1, time.Hour)
+		if !d.offer(t.Context(), first) {
+			t.Fatal("the first start was not taken into an empty buffer")
+		}
+		taken := make(chan bool, 1)
+		go func() { taken <- d.offer(t.Context(), second) }()
+		if got := <-d.pending; got.id != first.id {
+			t.Fatalf("worker took start %d, want %d", got.id, first.id)
+		}
+		if !<-taken {
+			t.Fatal("the second start was left to its fallback though a place was freed")
+		}
+		if got := <-d.pending; got.id != second.id {
+			t.Fatalf("worker took start %d, want %d", got.id, second.id)
+		}
+	})
+	t.Run("wait over", func(t *testing.T) {
+		d := newDirect(1, 0)
+		d.offer(t.Context(), first)
+		if d.offer(t.Context(), second) {
+			t.Fatal("a start was taken into a full buffer")
+		}
+		if n := len(d.pending); n != 1 {
+			t.Fatalf("%d starts buffered, want 1", n)
+		}
+	})
+	t.Run("answer abandoned", func(t *testing.T) {
+		d := newDirect(1, time.Hour)
+		d.offer(t.Context(), first)
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		if d.offer(ctx, second) {
+			t.Fatal("a start was taken into a full buffer")
+		}
+	})
+}

@@ -222,7 +222,7 @@ func New(db *sql.DB, dialect string, log *slog.Logger, opts Options) (*Queue, er
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	q := &Queue{db: db, dialect: dialect, log: log, opts: opts, wake: newWake(), direct: newDirect()}
+	q := &Queue{db: db, dialect: dialect, log: log, opts: opts, wake: newWake(), direct: newDirect(directBuffer, directWait)}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, river.WorkFunc(func(ctx context.Context, job *river.Job[StartArgs]) error {
 		svc := q.svc.Load()
@@ -410,7 +410,8 @@ func (q *Queue) insert(ctx context.Context, tx recourse.Tx, args river.JobArgs, 
 // ScheduleStart implements service.Scheduler. A started queue records
 // the start as pending and runs it in process at once; River runs it only
 // if that run has not recorded an outcome by the time the start is due
-// (direct.go, pending.go). The record is one statement on its own, not in
+// (direct.go, pending.go). When the in-process workers are behind it
+// returns only once they have room for the start, or after directWait. The record is one statement on its own, not in
 // a transaction: on PostgreSQL a transaction's BEGIN and COMMIT would be
 // two round trips more for the one insert.
 func (q *Queue) ScheduleStart(ctx context.Context, job service.StartJob) error {
@@ -426,7 +427,9 @@ func (q *Queue) ScheduleStart(ctx context.Context, job service.StartJob) error {
 	if err != nil {
 		return err
 	}
-	q.direct.offer(directStart{id: id, job: job, due: due})
+	if !q.direct.offer(ctx, directStart{id: id, job: job, due: due}) {
+		q.log.Debug("a recovery start waits for its fallback time: the in-process workers are behind", "pending_start", id, "retry_at", due)
+	}
 	return nil
 }
 
