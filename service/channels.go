@@ -225,11 +225,7 @@ func (s *Service) SetRecoveryContacts(ctx context.Context, p *Principal, usernam
 			ids = append(ids, a.ID)
 		}
 	}
-	err := s.store.InTx(ctx, func(tx recourse.Tx) error {
-		a, err := tx.Account(ctx, p.Account.ID)
-		if err != nil {
-			return err
-		}
+	err := s.updateOwnAccount(ctx, p, func(tx recourse.Tx, a *recourse.Account) error {
 		before := strings.Join(a.RecoveryContacts, ",")
 		a.RecoveryContacts = ids
 		a.UpdatedAt = s.now()
@@ -244,7 +240,6 @@ func (s *Service) SetRecoveryContacts(ctx context.Context, p *Principal, usernam
 			After: map[string]string{"recovery_contacts": strings.Join(ids, ",")}}, meta); err != nil {
 			return err
 		}
-		p.Account = a
 		return s.notifyAccount(ctx, tx, a, "Your recovery contacts changed", []string{
 			"The people who can vouch for you in an account recovery were changed.",
 		}, meta)
@@ -253,4 +248,46 @@ func (s *Service) SetRecoveryContacts(ctx context.Context, p *Principal, usernam
 		return recourse.Errorf(recourse.ECONFLICT, "Your account changed meanwhile. Reload and try again.")
 	}
 	return internal("set recovery contacts", err)
+}
+
+// updateOwnAccount runs change, which updates the principal's account
+// (UpdateAccount), in a transaction, on a copy of the account that
+// Authenticate read for this request rather than on a read of its own:
+// on PostgreSQL that read is a round trip, and UpdateAccount stores a
+// copy only if its version is still the stored one. If it is not — the
+// account changed since it was read — change runs again, once, on the
+// account as the transaction reads it; a second conflict is the caller's
+// ErrConflict. On success p.Account is the account as stored.
+func (s *Service) updateOwnAccount(ctx context.Context, p *Principal, change func(tx recourse.Tx, a *recourse.Account) error) error {
+	for attempt := 0; ; attempt++ {
+		var a *recourse.Account
+		err := s.store.InTx(ctx, func(tx recourse.Tx) error {
+			if attempt == 0 {
+				a = copyAccount(p.Account)
+			} else {
+				var err error
+				if a, err = tx.Account(ctx, p.Account.ID); err != nil {
+					return err
+				}
+			}
+			return change(tx, a)
+		})
+		if errors.Is(err, recourse.ErrConflict) && attempt == 0 {
+			continue
+		}
+		if err == nil {
+			p.Account = a
+		}
+		return err
+	}
+}
+
+// copyAccount copies a: a change to the copy, its lists or its channels,
+// leaves a as it was.
+func copyAccount(a *recourse.Account) *recourse.Account {
+	c := *a
+	c.Owners, c.Groups, c.Roles = slices.Clone(a.Owners), slices.Clone(a.Groups), slices.Clone(a.Roles)
+	c.RecoveryContacts = slices.Clone(a.RecoveryContacts)
+	c.Emails, c.Phones = slices.Clone(a.Emails), slices.Clone(a.Phones)
+	return &c
 }
