@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
@@ -194,13 +195,30 @@ var errTaken = errors.New("jobs: the queue has taken this job")
 
 // claim takes a pending start for a direct run, in the transaction that
 // records the run's outcome: it deletes the start's row, for good only if
-// that transaction commits.
+// that transaction commits. On PostgreSQL the deletion goes with the
+// commit (claimAtCommit): a start that is no longer pending then fails the
+// commit, which claimLost recognises.
 func (q *Queue) claim(ctx context.Context, tx recourse.Tx, id int64) error {
+	if q.dialect == "postgres" {
+		h, ok := underlying[commitExecer](tx)
+		if !ok {
+			return errNoStoreTx
+		}
+		return claimAtCommit(ctx, h, id)
+	}
 	h, ok := underlying[sqlExecer](tx)
 	if !ok {
 		return errNoStoreTx
 	}
 	return claimPendingStart(ctx, h, id)
+}
+
+// claimLost reports whether err, returned by the transaction of a direct
+// run, says the run's start was taken: by the claim itself (errTaken) or
+// at the commit (claimAtCommit's error).
+func claimLost(err error) bool {
+	var pe *pgconn.PgError
+	return errors.Is(err, errTaken) || (errors.As(err, &pe) && pe.Code == claimLostCode)
 }
 
 // runDirect processes one start in this process. A run that fails leaves
@@ -215,7 +233,7 @@ func (q *Queue) runDirect(ctx context.Context, s directStart) {
 	began := time.Now()
 	err := svc.ProcessStartClaimed(ctx, s.job, func(ctx context.Context, tx recourse.Tx) error { return q.claim(ctx, tx, s.id) })
 	switch {
-	case errors.Is(err, errTaken):
+	case claimLost(err):
 		return
 	case err != nil:
 		q.log.Warn("recovery start failed in process; the job queue retries it", "pending_start", s.id,

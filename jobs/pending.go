@@ -65,6 +65,27 @@ type sqlExecer interface {
 	ExecSQL(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
+// commitExecer defers a statement to the commit of the store's
+// transaction (ExecAtCommit).
+type commitExecer interface {
+	ExecAtCommit(ctx context.Context, query string, args ...any) error
+}
+
+// claimLostCode is the SQLSTATE of PostgreSQL's claim_pending_start when
+// the start is no longer pending (store/postgres/migrations/0013).
+const claimLostCode = "RC001"
+
+// claimAtCommit is claimPendingStart on PostgreSQL: the deletion goes with
+// the transaction's COMMIT, in the round trip of the outcome's inserts,
+// and fails the transaction (claimLostCode) if the row is gone. A run's
+// transaction is then one round trip where it reads nothing.
+func claimAtCommit(ctx context.Context, tx commitExecer, id int64) error {
+	if err := tx.ExecAtCommit(ctx, `SELECT claim_pending_start($1)`, id); err != nil {
+		return fmt.Errorf("jobs: claim start: %w", err)
+	}
+	return nil
+}
+
 // claimPendingStart deletes the start's row in tx, the transaction that
 // records the run's outcome; errTaken means the row is gone: the mover
 // handed it to River, or another run claimed it.

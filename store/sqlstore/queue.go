@@ -35,7 +35,10 @@ type writeQueue struct {
 	// taken when the row was queued: the row stored is the one given,
 	// whatever its caller changes afterwards, as with an insert at once.
 	rows [queuedTables][][]any
-	err  error
+	// atCommit holds the statements ExecAtCommit deferred, run in order
+	// at the commit before the queued inserts.
+	atCommit []Statement
+	err      error
 }
 
 // add queues a row of table.
@@ -358,7 +361,7 @@ func (t txQuerier) commit(ctx context.Context) error {
 	if t.queue.err != nil {
 		return t.queue.err
 	}
-	return t.tx.Commit(ctx, t.queue.drain(t.d))
+	return t.tx.Commit(ctx, append(t.queue.atCommit, t.queue.drain(t.d)...))
 }
 
 func (t txQuerier) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {

@@ -572,6 +572,24 @@ func (s queries) ExecSQL(ctx context.Context, query string, args ...any) (sql.Re
 	return s.q.ExecContext(ctx, query, args...)
 }
 
+// ExecAtCommit runs a statement of a component's own with the
+// transaction's commit, before its queued inserts, instead of at once: on
+// PostgreSQL it then costs no round trip of its own (TxConn.Commit). Its
+// failure fails the commit, and nothing is committed; the statement must
+// therefore fail by itself when its condition does not hold (the job
+// queue's claim of a pending start raises an error when the start is
+// gone), and the transaction's own statements do not see its effects.
+// Outside a transaction it runs at once.
+func (s queries) ExecAtCommit(ctx context.Context, query string, args ...any) error {
+	t, ok := s.q.(txQuerier)
+	if !ok {
+		_, err := s.q.ExecContext(ctx, query, args...)
+		return err
+	}
+	t.queue.atCommit = append(t.queue.atCommit, Statement{query, args})
+	return nil
+}
+
 // SQLTx exposes the transaction to components that must write in it (the
 // job queue's transactional inserts); an error outside a transaction. The
 // inserts queued so far are written first, as before any statement of the
