@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -65,6 +66,9 @@ type direct struct {
 	pending chan directStart
 	// wait is directWait, or a test's.
 	wait time.Duration
+	// waited counts the starts whose answer waited for room, deferred
+	// those left to their fallback time (StartStats).
+	waited, deferred atomic.Uint64
 	// mu guards running and the subscribers.
 	mu      sync.Mutex
 	running bool
@@ -100,6 +104,7 @@ func (d *direct) offer(ctx context.Context, s directStart) bool {
 		return true
 	default:
 	}
+	d.waited.Add(1)
 	t := time.NewTimer(d.wait)
 	defer t.Stop()
 	select {
@@ -108,7 +113,26 @@ func (d *direct) offer(ctx context.Context, s directStart) bool {
 	case <-t.C:
 	case <-ctx.Done():
 	}
+	d.deferred.Add(1)
 	return false
+}
+
+// StartStats describes the in-process runner of "Can't sign in?" starts.
+type StartStats struct {
+	// Buffered is how many answered starts wait for a worker now.
+	Buffered int
+	// Waited counts the starts whose answer waited for room in the
+	// buffer: the workers were behind.
+	Waited uint64
+	// Deferred counts the starts left to their fallback time (run on
+	// River once due): the buffer stayed full for directWait, or the
+	// client went away while its answer waited.
+	Deferred uint64
+}
+
+// StartStats reports on the in-process starts since the queue was made.
+func (q *Queue) StartStats() StartStats {
+	return StartStats{Buffered: len(q.direct.pending), Waited: q.direct.waited.Load(), Deferred: q.direct.deferred.Load()}
 }
 
 // start runs n workers that call run for each start until halt.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -402,6 +403,12 @@ func TestOfferWaitsForRoom(t *testing.T) {
 		}
 		taken := make(chan bool, 1)
 		go func() { taken <- d.offer(t.Context(), second) }()
+		// The second offer counts its wait before it waits.
+		for deadline := time.Now().Add(10 * time.Second); d.waited.Load() == 0; runtime.Gosched() {
+			if time.Now().After(deadline) {
+				t.Fatal("the second start's offer never waited for room")
+			}
+		}
 		if got := <-d.pending; got.id != first.id {
 			t.Fatalf("worker took start %d, want %d", got.id, first.id)
 		}
@@ -410,6 +417,9 @@ func TestOfferWaitsForRoom(t *testing.T) {
 		}
 		if got := <-d.pending; got.id != second.id {
 			t.Fatalf("worker took start %d, want %d", got.id, second.id)
+		}
+		if w, f := d.waited.Load(), d.deferred.Load(); w != 1 || f != 0 {
+			t.Errorf("counted %d waited, %d deferred; want 1, 0", w, f)
 		}
 	})
 	t.Run("wait over", func(t *testing.T) {
@@ -420,6 +430,9 @@ func TestOfferWaitsForRoom(t *testing.T) {
 		}
 		if n := len(d.pending); n != 1 {
 			t.Fatalf("%d starts buffered, want 1", n)
+		}
+		if w, f := d.waited.Load(), d.deferred.Load(); w != 1 || f != 1 {
+			t.Errorf("counted %d waited, %d deferred; want 1, 1", w, f)
 		}
 	})
 	t.Run("answer abandoned", func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/recourse/recourse"
+	"github.com/recourse/recourse/jobs"
 	"github.com/recourse/recourse/store/sqlite"
 )
 
@@ -42,6 +43,31 @@ func registerStoreMetrics(reg *prometheus.Registry, st recourse.Store) error {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "recourse_sqlite_writer_waiting",
 			Help: "Writers waiting for the SQLite writer now."},
 			func() float64 { return float64(stats().Waiting) }),
+	} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// registerQueueMetrics exports the in-process runner of "Can't sign in?"
+// starts (jobs/direct.go): a start's answer waits for room in its buffer
+// when the workers are behind, so a rising waited count is the server
+// answering starts only as fast as it runs them, and a rising deferred
+// count is starts left to the job queue after their fallback time, a
+// flood the workers cannot drain.
+func registerQueueMetrics(reg *prometheus.Registry, q *jobs.Queue) error {
+	for _, c := range []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "recourse_recovery_starts_buffered",
+			Help: "Answered recovery starts waiting for an in-process worker now."},
+			func() float64 { return float64(q.StartStats().Buffered) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "recourse_recovery_starts_waited_total",
+			Help: "Recovery starts whose answer waited for room among the starts waiting for a worker."},
+			func() float64 { return float64(q.StartStats().Waited) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "recourse_recovery_starts_deferred_total",
+			Help: "Recovery starts left to the job queue at their fallback time, the in-process workers being behind."},
+			func() float64 { return float64(q.StartStats().Deferred) }),
 	} {
 		if err := reg.Register(c); err != nil {
 			return err

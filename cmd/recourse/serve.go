@@ -134,6 +134,9 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err := registerStoreMetrics(reg, st); err != nil {
 		return err
 	}
+	if err := registerQueueMetrics(reg, queue); err != nil {
+		return err
+	}
 	// Sign what is pending before serving, so the log is current from the start.
 	if _, err := seq.Drain(ctx); err != nil {
 		log.Error("audit sequencing failed at start; events wait for the next round", "err", err)
