@@ -411,9 +411,10 @@ func (q *Queue) insert(ctx context.Context, tx recourse.Tx, args river.JobArgs, 
 // the start as pending and runs it in process at once; River runs it only
 // if that run has not recorded an outcome by the time the start is due
 // (direct.go, pending.go). When the in-process workers are behind it
-// returns only once they have room for the start, or after directWait. The record is one statement on its own, not in
-// a transaction: on PostgreSQL a transaction's BEGIN and COMMIT would be
-// two round trips more for the one insert.
+// returns only once they have room for the start, or after directWait.
+// The record is one statement on its own, not in a transaction: on
+// PostgreSQL a transaction's BEGIN and COMMIT would be two round trips
+// more for the one insert.
 func (q *Queue) ScheduleStart(ctx context.Context, job service.StartJob) error {
 	if q.opts.StartsOnQueue || !q.direct.accepting() {
 		if _, err := q.client.Insert(ctx, StartArgs{job}, &river.InsertOpts{MaxAttempts: startAttempts}); err != nil {

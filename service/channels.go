@@ -256,8 +256,10 @@ func (s *Service) SetRecoveryContacts(ctx context.Context, p *Principal, usernam
 // on PostgreSQL that read is a round trip, and UpdateAccount stores a
 // copy only if its version is still the stored one. If it is not — the
 // account changed since it was read — change runs again, once, on the
-// account as the transaction reads it; a second conflict is the caller's
-// ErrConflict. On success p.Account is the account as stored.
+// account as the transaction reads it, provided the account may still
+// act (active, not frozen: what Authenticate checked); a second conflict
+// is the caller's ErrConflict. On success p.Account is the account as
+// stored.
 func (s *Service) updateOwnAccount(ctx context.Context, p *Principal, change func(tx recourse.Tx, a *recourse.Account) error) error {
 	for attempt := 0; ; attempt++ {
 		var a *recourse.Account
@@ -268,6 +270,9 @@ func (s *Service) updateOwnAccount(ctx context.Context, p *Principal, change fun
 				var err error
 				if a, err = tx.Account(ctx, p.Account.ID); err != nil {
 					return err
+				}
+				if a.Status != recourse.StatusActive || a.FrozenAt != nil {
+					return errNoSession
 				}
 			}
 			return change(tx, a)

@@ -60,3 +60,32 @@ func TestSetRecoveryContactsKeepsAChangeMadeMeanwhile(t *testing.T) {
 		})
 	}
 }
+
+// An account suspended after the request's sign-in check read it is not
+// changed: the second attempt, on the account as stored, refuses.
+func TestSetRecoveryContactsRefusedOnceSuspended(t *testing.T) {
+	f := newFixture(t)
+	for _, id := range []string{"alice", "bob"} {
+		f.person(t, id)
+	}
+	ctx := t.Context()
+	p := f.principal(t, f.signIn(t, "alice").Token)
+	a, err := f.store.Account(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Status = recourse.StatusSuspended
+	if err := f.store.InTx(ctx, func(tx recourse.Tx) error { return tx.UpdateAccount(ctx, a) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.SetRecoveryContacts(ctx, p, []string{"bob"}, Meta{}); recourse.ErrorCode(err) != recourse.EUNAUTHORIZED {
+		t.Fatalf("SetRecoveryContacts on a suspended account: %v, want a refusal", err)
+	}
+	stored, err := f.store.Account(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stored.RecoveryContacts) != 0 {
+		t.Errorf("a suspended account's contacts were set: %v", stored.RecoveryContacts)
+	}
+}
