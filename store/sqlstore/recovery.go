@@ -581,12 +581,11 @@ func (s queries) ExecSQL(ctx context.Context, query string, args ...any) (sql.Re
 // gone), and the transaction's own statements do not see its effects.
 // Outside a transaction it runs at once.
 func (s queries) ExecAtCommit(ctx context.Context, query string, args ...any) error {
-	t, ok := s.q.(txQuerier)
-	if !ok {
+	if s.queue == nil {
 		_, err := s.q.ExecContext(ctx, query, args...)
 		return err
 	}
-	t.queue.atCommit = append(t.queue.atCommit, Statement{query, args})
+	s.queue.atCommit = append(s.queue.atCommit, Statement{query, args})
 	return nil
 }
 
