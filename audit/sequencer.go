@@ -30,13 +30,14 @@ const DefaultBatch = 1000
 // and the events wait for the next round: positions never have gaps or
 // duplicates.
 type Sequencer struct {
-	store  recourse.Store
-	signer note.Signer
-	clock  recourse.Clock
-	log    *slog.Logger
-	batch  int
-	gap    time.Duration
-	nudge  chan struct{}
+	store   recourse.Store
+	signer  note.Signer
+	clock   recourse.Clock
+	log     *slog.Logger
+	batch   int
+	gap     time.Duration
+	nudge   chan struct{}
+	observe func(RoundStats)
 
 	sequenced atomic.Int64
 	size      atomic.Int64
@@ -75,6 +76,19 @@ type SequencerOptions struct {
 	// burst of commits shares one round and one signed checkpoint instead
 	// of each taking the write lock for a round of its own.
 	Coalesce time.Duration
+	// Observe, when set, is told of every round that sequenced events,
+	// after its commit; it must not block (serve feeds a histogram).
+	Observe func(RoundStats)
+}
+
+// RoundStats describe one round that sequenced events.
+type RoundStats struct {
+	Events int
+	// Held is how long the round held the sequencer lock, from taking it
+	// to the end of its commit. On SQLite the lock is the database's one
+	// writer: every other write waited as long, so a long round is a
+	// latency tail for everyone.
+	Held time.Duration
 }
 
 // DefaultCoalesce is the least time between two nudged rounds.
@@ -92,7 +106,7 @@ func NewSequencer(o SequencerOptions) (*Sequencer, error) {
 	if o.Store == nil || o.Signer == nil {
 		return nil, errors.New("audit: the sequencer needs a store and a signer")
 	}
-	s := &Sequencer{store: o.Store, signer: o.Signer, clock: o.Clock, log: o.Logger, batch: o.Batch, gap: o.Coalesce, nudge: make(chan struct{}, 1)}
+	s := &Sequencer{store: o.Store, signer: o.Signer, clock: o.Clock, log: o.Logger, batch: o.Batch, gap: o.Coalesce, nudge: make(chan struct{}, 1), observe: o.Observe}
 	if s.clock == nil {
 		s.clock = recourse.SystemClock{}
 	}
@@ -198,6 +212,7 @@ func (s *Sequencer) Sequence(ctx context.Context) (int, error) {
 	}
 	var n int
 	var size, last int64
+	var locked time.Time
 	txCtx := ctx
 	if s.lastRound.Load() >= largeRound {
 		txCtx = recourse.LargeWrite(ctx)
@@ -208,6 +223,7 @@ func (s *Sequencer) Sequence(ctx context.Context) (int, error) {
 		if err != nil || !ok {
 			return err
 		}
+		locked = time.Now()
 		old, oldRoot, err := treeHead(ctx, tx)
 		if err != nil {
 			return err
@@ -286,6 +302,9 @@ func (s *Sequencer) Sequence(ctx context.Context) (int, error) {
 		s.sequenced.Add(int64(n))
 		s.size.Store(size)
 		s.raiseFloor(last)
+		if s.observe != nil {
+			s.observe(RoundStats{Events: n, Held: time.Since(locked)})
+		}
 	}
 	return n, nil
 }

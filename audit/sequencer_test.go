@@ -548,3 +548,39 @@ func TestSequencerFindsLateCommits(t *testing.T) {
 		t.Fatalf("Verify = %+v, %v", rep, err)
 	}
 }
+
+// TestSequencerObservesRounds: every round that sequenced events is
+// reported once, after its commit, with its size and how long it held the
+// lock; a round with nothing to do is not.
+func TestSequencerObservesRounds(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := t.Context()
+			st := b.open(t).st
+			var got []RoundStats
+			seq, err := NewSequencer(SequencerOptions{Store: st, Signer: testSigner(t), Clock: fixedClock{storetest.T0}, Batch: 7,
+				Observe: func(r RoundStats) {
+					if size, err := st.LatestAuditCheckpoint(ctx); err != nil || size.Size != int64(len(got)*7+r.Events) {
+						t.Errorf("observed before its commit: checkpoint %+v, %v", size, err)
+					}
+					got = append(got, r)
+				}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n, err := seq.Sequence(ctx); err != nil || n != 0 || len(got) != 0 {
+				t.Fatalf("an empty log: Sequence = %d, %v; observed %+v", n, err, got)
+			}
+			appendEvents(t, st, 10, 0)
+			if n, err := seq.Drain(ctx); err != nil || n != 10 {
+				t.Fatalf("Drain = %d, %v", n, err)
+			}
+			if len(got) != 2 || got[0].Events != 7 || got[1].Events != 3 || got[0].Held <= 0 || got[1].Held <= 0 {
+				t.Fatalf("observed %+v; want rounds of 7 and 3 events that held the lock", got)
+			}
+			if n, err := seq.Sequence(ctx); err != nil || n != 0 || len(got) != 2 {
+				t.Fatalf("nothing left: Sequence = %d, %v; observed %d rounds", n, err, len(got))
+			}
+		})
+	}
+}

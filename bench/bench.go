@@ -126,6 +126,10 @@ type ScenarioResult struct {
 	// Writer is the SQLite writer's utilisation in the window (nil on
 	// PostgreSQL, or when the server's /metrics could not be read).
 	Writer *WriterResult `json:"sqlite_writer,omitempty"`
+	// Sequencer is the audit sequencer's rounds in the window: how often,
+	// how large, and how long each held the sequencer lock (on SQLite, the
+	// writer). Nil when the server's /metrics could not be read.
+	Sequencer *SequencerResult `json:"audit_sequencer,omitempty"`
 }
 
 // Run performs a whole run: prepare, seed, serve, measure, report.
@@ -476,8 +480,8 @@ func runScenario(ctx context.Context, o Options, e *env, clients []*client, srv 
 	var cpu0, self0, busy0 float64
 	var db0 map[int]float64
 	var jobs0, waiting0 int64
-	var writer0 writerStats
-	var haveWriter bool
+	var metrics0 serverStats
+	var haveMetrics bool
 	var start time.Time
 	begin := func() error {
 		size, err := signedLogSize(ctx, srv.URL)
@@ -485,7 +489,9 @@ func runScenario(ctx context.Context, o Options, e *env, clients []*client, srv 
 			fmt.Fprintf(o.Log, "%s: the audit log's size is unknown: %v\n", name, err)
 		}
 		res.AuditEvents = size
-		writer0, haveWriter, _ = scrapeWriter(ctx, srv.URL)
+		var err2 error
+		metrics0, err2 = scrapeServer(ctx, srv.URL)
+		haveMetrics = err2 == nil
 		cpu0, _ = procCPU(srv.PID)
 		self0, _ = procCPU(os.Getpid())
 		busy0, _, _ = machineCPU()
@@ -592,9 +598,11 @@ loop:
 	}
 	cpu1, _ := procCPU(srv.PID)
 	self1, _ := procCPU(os.Getpid())
-	var writer1 writerStats
-	if haveWriter {
-		writer1, haveWriter, _ = scrapeWriter(ctx, srv.URL)
+	var metrics1 serverStats
+	if haveMetrics {
+		var err error
+		metrics1, err = scrapeServer(ctx, srv.URL)
+		haveMetrics = err == nil
 	}
 	busy1, _, _ := machineCPU()
 	if e.dbKind == "postgres" {
@@ -629,8 +637,11 @@ loop:
 		res.ServerPeakRSSBytes = peak
 	}
 	res.MachineBusyCores = (busy1 - busy0) / res.Seconds
-	if haveWriter {
-		res.Writer = writerResult(writer0, writer1, res.Seconds, res.Flows)
+	if haveMetrics && metrics0.haveWriter && metrics1.haveWriter {
+		res.Writer = writerResult(metrics0.writer, metrics1.writer, res.Seconds, res.Flows)
+	}
+	if haveMetrics && metrics0.haveSeq && metrics1.haveSeq {
+		res.Sequencer = sequencerResult(metrics0.seq, metrics1.seq, res.Seconds, metrics1.writer.busy-metrics0.writer.busy)
 	}
 	if !srv.InProcess {
 		res.ClientCPUSeconds = self1 - self0

@@ -71,6 +71,14 @@ func (r *Report) WriteTable(w io.Writer) error {
 			fmt.Fprintf(w, "   SQLite writer: held %.0f %% of the window, %.2f ms and %.1f transactions per flow, %.1f transactions per commit\n",
 				wr.Busy*100, wr.MsPerFlow, wr.TurnsPerFlow, wr.TurnsPerCommit)
 		}
+		if q := s.Sequencer; q != nil && q.RoundsPerSec > 0 {
+			share := ""
+			if q.WriterShare > 0 {
+				share = fmt.Sprintf(", %.0f %% of the writer's held time", q.WriterShare*100)
+			}
+			fmt.Fprintf(w, "   audit sequencer: %.1f rounds/s of %.1f events, each holding its lock %.2f ms on average, p99 ≤ %s, max ≤ %s%s\n",
+				q.RoundsPerSec, q.EventsPerRound, q.MeanMs, boundText(q.P99Ms), boundText(q.MaxMs), share)
+		}
 		if s.JobsCompleted > 0 || s.JobsWaiting > 0 {
 			fmt.Fprintf(w, "   background jobs: %s done in the window, %s waiting at its end, drained %.1fs later\n",
 				thousands(s.JobsCompleted), thousands(s.JobsWaiting), s.DrainSeconds)
@@ -137,4 +145,12 @@ func fixed(v float64) string {
 		return thousands(int64(v + 0.5))
 	}
 	return fmt.Sprintf("%.1f", v)
+}
+
+// boundText prints a histogram bound in milliseconds; -1 is the overflow.
+func boundText(ms float64) string {
+	if ms < 0 {
+		return "> 2 s"
+	}
+	return fmt.Sprintf("%g ms", ms)
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 )
@@ -34,31 +35,50 @@ type WriterResult struct {
 	TurnsPerCommit float64 `json:"turns_per_commit"`
 }
 
-// scrapeWriter reads the writer's counters from the server's /metrics;
-// ok is false when the server has no SQLite writer (PostgreSQL).
-func scrapeWriter(ctx context.Context, base string) (writerStats, bool, error) {
+// serverStats are the counters the bench reads off the server's /metrics
+// at each end of a window.
+type serverStats struct {
+	writer     writerStats
+	haveWriter bool // false on PostgreSQL
+	seq        sequencerStats
+	haveSeq    bool
+}
+
+// scrapeServer reads the writer's and the audit sequencer's counters from
+// the server's /metrics.
+func scrapeServer(ctx context.Context, base string) (serverStats, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+"/metrics", nil)
 	if err != nil {
-		return writerStats{}, false, err
+		return serverStats{}, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return writerStats{}, false, err
+		return serverStats{}, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return writerStats{}, false, fmt.Errorf("metrics: %s", resp.Status)
+		return serverStats{}, fmt.Errorf("metrics: %s", resp.Status)
 	}
-	return parseWriterStats(io.LimitReader(resp.Body, 8<<20))
+	return parseServerStats(io.LimitReader(resp.Body, 8<<20))
 }
 
-// parseWriterStats picks the writer's counters out of Prometheus text.
-func parseWriterStats(r io.Reader) (writerStats, bool, error) {
+// parseServerStats picks the writer's and the sequencer's counters out of
+// Prometheus text; either is missing (have… false) when the server does
+// not export it.
+func parseServerStats(r io.Reader) (serverStats, error) {
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := parser.TextToMetricFamilies(r)
 	if err != nil {
-		return writerStats{}, false, fmt.Errorf("metrics: %w", err)
+		return serverStats{}, fmt.Errorf("metrics: %w", err)
 	}
+	var s serverStats
+	s.writer, s.haveWriter = writerFrom(families)
+	s.seq, s.haveSeq = sequencerFrom(families)
+	return s, nil
+}
+
+// writerFrom picks the writer's counters out of parsed metrics.
+func writerFrom(families map[string]*dto.MetricFamily) (writerStats, bool) {
 	var s writerStats
 	for name, dst := range map[string]*float64{
 		"recourse_sqlite_writer_busy_seconds_total": &s.busy,
@@ -68,11 +88,11 @@ func parseWriterStats(r io.Reader) (writerStats, bool, error) {
 	} {
 		f, ok := families[name]
 		if !ok || len(f.GetMetric()) != 1 || f.GetMetric()[0].GetCounter() == nil {
-			return writerStats{}, false, nil
+			return writerStats{}, false
 		}
 		*dst = f.GetMetric()[0].GetCounter().GetValue()
 	}
-	return s, true, nil
+	return s, true
 }
 
 // writerResult is the writer's share of a window of seconds in which

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-func TestParseWriterStats(t *testing.T) {
+func TestParseServerStatsWriter(t *testing.T) {
 	const sqlite = `# HELP recourse_sqlite_writer_busy_seconds_total Time the SQLite writer was held.
 # TYPE recourse_sqlite_writer_busy_seconds_total counter
 recourse_sqlite_writer_busy_seconds_total 6.5
@@ -33,9 +33,9 @@ recourse_http_requests_total{route="GET /healthz",code="200"} 3
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, ok, err := parseWriterStats(strings.NewReader(tt.text))
-			if (err != nil) != tt.broken || ok != tt.ok || got != tt.want {
-				t.Fatalf("parseWriterStats = %+v, %v, %v", got, ok, err)
+			got, err := parseServerStats(strings.NewReader(tt.text))
+			if (err != nil) != tt.broken || got.haveWriter != tt.ok || got.writer != tt.want {
+				t.Fatalf("parseServerStats = %+v, %v", got, err)
 			}
 		})
 	}

@@ -98,8 +98,8 @@ func (c *Config) loadAuditSigner(create bool) (skey string, created bool, err er
 
 // startAudit builds the sequencer that serve runs, and the store the
 // service writes through, which nudges the sequencer after each audited
-// commit.
-func startAudit(c *Config, st recourse.Store, log *slog.Logger) (*audit.Sequencer, recourse.Store, error) {
+// commit. The time each round holds the sequencer lock goes to reg.
+func startAudit(c *Config, st recourse.Store, reg *prometheus.Registry, log *slog.Logger) (*audit.Sequencer, recourse.Store, error) {
 	skey, created, err := c.loadAuditSigner(true)
 	if err != nil {
 		return nil, nil, err
@@ -112,7 +112,21 @@ func startAudit(c *Config, st recourse.Store, log *slog.Logger) (*audit.Sequence
 		vkey, _ := audit.VerifierKey(skey)
 		log.Info("created a new audit signing key; keep its public key to verify the log", "file", filepath.Join(c.DataDir, auditKeyFile), "verifier_key", vkey)
 	}
-	seq, err := audit.NewSequencer(audit.SequencerOptions{Store: st, Signer: signer, Logger: log})
+	rounds := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "recourse_audit_sequencer_round_seconds",
+		Help:    "Time each audit sequencing round held the sequencer lock, from taking it to its commit (on SQLite every other write waits as long).",
+		Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2}})
+	events := prometheus.NewCounter(prometheus.CounterOpts{Name: "recourse_audit_sequenced_events_total",
+		Help: "Audit events this replica sequenced into the signed log."})
+	for _, m := range []prometheus.Collector{rounds, events} {
+		if err := reg.Register(m); err != nil {
+			return nil, nil, err
+		}
+	}
+	seq, err := audit.NewSequencer(audit.SequencerOptions{Store: st, Signer: signer, Logger: log,
+		Observe: func(r audit.RoundStats) {
+			rounds.Observe(r.Held.Seconds())
+			events.Add(float64(r.Events))
+		}})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -67,8 +67,9 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	defer st.Close()
+	reg := prometheus.NewRegistry()
 	// The service writes through a store that nudges the audit sequencer.
-	seq, audited, err := startAudit(c, st, log)
+	seq, audited, err := startAudit(c, st, reg, log)
 	if err != nil {
 		return err
 	}
@@ -90,7 +91,6 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
 	if err := enableNotifications(ctx, c, svc, queue, reg, log); err != nil {
 		return err
 	}
