@@ -53,6 +53,26 @@ const directBuffer = 1024
 // account, is the same row in the same buffer.
 const directWait = time.Second
 
+// directMaxWaiting bounds the answers waiting for room at once. Past it a
+// new start is refused before anything is recorded (ErrStartsBusy, a 429
+// to the client), the same for every identifier.
+//
+// The wait of directWait is enough while the starts offered are a few
+// times what the workers run; a flood from many addresses (each within
+// its address's limit) is more: every answer waits its second, then its
+// start is left to River, and the job queue grows for as long as the
+// flood lasts, each later code mailed later. Refusing the excess keeps the
+// starts the server takes on few enough to run at once, and a person
+// refused tries again in a minute. The bound is a load-shedding threshold
+// read without a lock: a few answers more may wait at its edge.
+const directMaxWaiting = 1024
+
+// ErrStartsBusy refuses a "Can't sign in?" start when the server's
+// workers are far behind (directMaxWaiting). It is about the server's
+// load, never the identifier, so it tells nobody whether an account
+// exists.
+var ErrStartsBusy = recourse.Errorf(recourse.ERATELIMIT, "Many people are asking for help right now. Wait a minute, then try again.")
+
 // directStart is a committed start: its pending row and when that row is
 // due for River.
 type directStart struct {
@@ -64,11 +84,15 @@ type directStart struct {
 // direct is the in-process runner of start jobs.
 type direct struct {
 	pending chan directStart
-	// wait is directWait, or a test's.
-	wait time.Duration
+	// wait is directWait, maxWaiting directMaxWaiting, or a test's.
+	wait       time.Duration
+	maxWaiting int64
+	// waiting is how many answers wait for room now.
+	waiting atomic.Int64
 	// waited counts the starts whose answer waited for room, deferred
-	// those left to their fallback time (StartStats).
-	waited, deferred atomic.Uint64
+	// those left to their fallback time, refused those refused at once
+	// (StartStats).
+	waited, deferred, refused atomic.Uint64
 	// mu guards running and the subscribers.
 	mu      sync.Mutex
 	running bool
@@ -83,8 +107,18 @@ type subscriber struct {
 	ch    chan *river.Event
 }
 
-func newDirect(buffer int, wait time.Duration) *direct {
-	return &direct{pending: make(chan directStart, buffer), wait: wait, subs: map[int]subscriber{}}
+func newDirect(buffer int, wait time.Duration, maxWaiting int) *direct {
+	return &direct{pending: make(chan directStart, buffer), wait: wait, maxWaiting: int64(maxWaiting), subs: map[int]subscriber{}}
+}
+
+// admit reports whether a new start may be recorded: false when the
+// buffer is full and maxWaiting answers already wait for room in it.
+func (d *direct) admit() bool {
+	if len(d.pending) < cap(d.pending) || d.waiting.Load() < d.maxWaiting {
+		return true
+	}
+	d.refused.Add(1)
+	return false
 }
 
 // accepting reports whether started workers will take a start.
@@ -105,6 +139,8 @@ func (d *direct) offer(ctx context.Context, s directStart) bool {
 	default:
 	}
 	d.waited.Add(1)
+	d.waiting.Add(1)
+	defer d.waiting.Add(-1)
 	t := time.NewTimer(d.wait)
 	defer t.Stop()
 	select {
@@ -128,11 +164,15 @@ type StartStats struct {
 	// River once due): the buffer stayed full for directWait, or the
 	// client went away while its answer waited.
 	Deferred uint64
+	// Refused counts the starts refused before they were recorded
+	// (ErrStartsBusy): the buffer was full and directMaxWaiting answers
+	// waited for room already.
+	Refused uint64
 }
 
 // StartStats reports on the in-process starts since the queue was made.
 func (q *Queue) StartStats() StartStats {
-	return StartStats{Buffered: len(q.direct.pending), Waited: q.direct.waited.Load(), Deferred: q.direct.deferred.Load()}
+	return StartStats{Buffered: len(q.direct.pending), Waited: q.direct.waited.Load(), Deferred: q.direct.deferred.Load(), Refused: q.direct.refused.Load()}
 }
 
 // start runs n workers that call run for each start until halt.

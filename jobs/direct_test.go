@@ -397,7 +397,7 @@ func TestMovePendingStarts(t *testing.T) {
 func TestOfferWaitsForRoom(t *testing.T) {
 	first, second := directStart{id: 1}, directStart{id: 2}
 	t.Run("room freed", func(t *testing.T) {
-		d := newDirect(1, time.Hour)
+		d := newDirect(1, time.Hour, 1)
 		if !d.offer(t.Context(), first) {
 			t.Fatal("the first start was not taken into an empty buffer")
 		}
@@ -423,7 +423,7 @@ func TestOfferWaitsForRoom(t *testing.T) {
 		}
 	})
 	t.Run("wait over", func(t *testing.T) {
-		d := newDirect(1, 0)
+		d := newDirect(1, 0, 1)
 		d.offer(t.Context(), first)
 		if d.offer(t.Context(), second) {
 			t.Fatal("a start was taken into a full buffer")
@@ -436,7 +436,7 @@ func TestOfferWaitsForRoom(t *testing.T) {
 		}
 	})
 	t.Run("answer abandoned", func(t *testing.T) {
-		d := newDirect(1, time.Hour)
+		d := newDirect(1, time.Hour, 1)
 		d.offer(t.Context(), first)
 		ctx, cancel := context.WithCancel(t.Context())
 		cancel()
@@ -444,4 +444,80 @@ func TestOfferWaitsForRoom(t *testing.T) {
 			t.Fatal("a start was taken into a full buffer")
 		}
 	})
+}
+
+func TestAdmit(t *testing.T) {
+	tests := []struct {
+		name           string
+		buffered       int
+		waiting        int64
+		want           bool
+		refusedCounted uint64
+	}{
+		{"room in the buffer", 1, 5, true, 0},
+		{"full, few answers waiting", 2, 2, true, 0},
+		{"full, the most answers waiting", 2, 3, false, 1},
+		{"full, more than the most waiting", 2, 4, false, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := newDirect(2, time.Hour, 3)
+			for range tt.buffered {
+				d.pending <- directStart{}
+			}
+			d.waiting.Store(tt.waiting)
+			if got := d.admit(); got != tt.want || d.refused.Load() != tt.refusedCounted {
+				t.Fatalf("admit = %v with %d refused; want %v, %d", got, d.refused.Load(), tt.want, tt.refusedCounted)
+			}
+		})
+	}
+}
+
+// TestStartRefusedWhenFarBehind: when the in-process workers are far
+// behind, a start is refused before anything is recorded, with the same
+// answer for an account and for no account; once there is room again,
+// starts are taken.
+func TestStartRefusedWhenFarBehind(t *testing.T) {
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) {
+			ctx := t.Context()
+			w := newDirectWorld(t, backend, Options{PollInterval: time.Hour, StartFallback: time.Hour})
+			// Workers that take nothing: a buffer of one, full, and the
+			// most answers (one) waiting for room in it.
+			d := newDirect(1, time.Hour, 1)
+			d.running = true
+			d.pending <- directStart{id: -1}
+			d.waiting.Store(1)
+			w.q.direct = d
+			var answers []string
+			for _, identifier := range []string{"d.chen", "nobody.here"} {
+				rs, err := w.svc.StartRecovery(ctx, identifier, "password", service.Meta{IP: "192.0.2.1"})
+				if !errors.Is(err, ErrStartsBusy) || rs != nil {
+					t.Fatalf("start for %q while far behind = %+v, %v; want ErrStartsBusy", identifier, rs, err)
+				}
+				answers = append(answers, recourse.ErrorCode(err)+": "+recourse.ErrorMessage(err))
+			}
+			if answers[0] != answers[1] || !strings.HasPrefix(answers[0], recourse.ERATELIMIT+": ") {
+				t.Fatalf("answers differ or are not a rate limit: %q", answers)
+			}
+			if n := w.pendingStarts(t); n != 0 {
+				t.Fatalf("%d pending starts recorded for refused starts", n)
+			}
+			if n := w.startJobs(t, rivertype.JobStateAvailable) + w.startJobs(t, rivertype.JobStateScheduled); n != 0 {
+				t.Fatalf("%d start jobs queued for refused starts", n)
+			}
+			if st := w.q.StartStats(); st.Refused != 2 || st.Waited != 0 {
+				t.Fatalf("stats %+v; want 2 refused", st)
+			}
+			// A worker frees the buffer and the waiting answer goes.
+			<-d.pending
+			d.waiting.Store(0)
+			if _, err := w.svc.StartRecovery(ctx, "d.chen", "password", service.Meta{IP: "192.0.2.1"}); err != nil {
+				t.Fatalf("start with room again: %v", err)
+			}
+			if n := w.pendingStarts(t); n != 1 || len(d.pending) != 1 {
+				t.Fatalf("%d pending starts, %d buffered; want the start recorded and handed over", n, len(d.pending))
+			}
+		})
+	}
 }

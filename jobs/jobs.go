@@ -222,7 +222,7 @@ func New(db *sql.DB, dialect string, log *slog.Logger, opts Options) (*Queue, er
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	q := &Queue{db: db, dialect: dialect, log: log, opts: opts, wake: newWake(), direct: newDirect(directBuffer, directWait)}
+	q := &Queue{db: db, dialect: dialect, log: log, opts: opts, wake: newWake(), direct: newDirect(directBuffer, directWait, directMaxWaiting)}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, river.WorkFunc(func(ctx context.Context, job *river.Job[StartArgs]) error {
 		svc := q.svc.Load()
@@ -411,7 +411,8 @@ func (q *Queue) insert(ctx context.Context, tx recourse.Tx, args river.JobArgs, 
 // the start as pending and runs it in process at once; River runs it only
 // if that run has not recorded an outcome by the time the start is due
 // (direct.go, pending.go). When the in-process workers are behind it
-// returns only once they have room for the start, or after directWait.
+// returns only once they have room for the start, or after directWait;
+// when they are far behind it records nothing and returns ErrStartsBusy.
 // The record is one statement on its own, not in a transaction: on
 // PostgreSQL a transaction's BEGIN and COMMIT would be two round trips
 // more for the one insert.
@@ -422,6 +423,9 @@ func (q *Queue) ScheduleStart(ctx context.Context, job service.StartJob) error {
 		}
 		q.wake.kick(river.QueueDefault)
 		return nil
+	}
+	if !q.direct.admit() {
+		return ErrStartsBusy
 	}
 	due := time.Now().Add(q.opts.StartFallback)
 	id, err := addPendingStart(ctx, q.db, q.dialect, StartArgs{job}, due)

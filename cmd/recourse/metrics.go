@@ -56,7 +56,8 @@ func registerStoreMetrics(reg *prometheus.Registry, st recourse.Store) error {
 // when the workers are behind, so a rising waited count is the server
 // answering starts only as fast as it runs them, and a rising deferred
 // count is starts left to the job queue after their fallback time, a
-// flood the workers cannot drain.
+// flood the workers cannot drain; a rising refused count is starts turned
+// away with a 429 because too many answers already wait.
 func registerQueueMetrics(reg *prometheus.Registry, q *jobs.Queue) error {
 	for _, c := range []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "recourse_recovery_starts_buffered",
@@ -68,6 +69,9 @@ func registerQueueMetrics(reg *prometheus.Registry, q *jobs.Queue) error {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "recourse_recovery_starts_deferred_total",
 			Help: "Recovery starts left to the job queue at their fallback time, the in-process workers being behind."},
 			func() float64 { return float64(q.StartStats().Deferred) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "recourse_recovery_starts_refused_total",
+			Help: "Recovery starts refused before they were recorded (429), the in-process workers being far behind."},
+			func() float64 { return float64(q.StartStats().Refused) }),
 	} {
 		if err := reg.Register(c); err != nil {
 			return err
