@@ -408,8 +408,17 @@ func launch(ctx context.Context, o Options, dir string, db *database, masterKey 
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"serve", "--config", cfgPath, "--data-dir", filepath.Join(dir, "data"), "--database", db.flag,
+	dataDir := filepath.Join(dir, "data")
+	args := []string{"serve", "--config", cfgPath, "--data-dir", dataDir, "--database", db.flag,
 		"--listen", "127.0.0.1:0", "--policy", policyPath}
+	if o.Keep {
+		// A kept directory can be served again: the server reads its keys
+		// from its data directory when the environment has none.
+		if err := keepKeys(dataDir, masterKey, auditKey); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(o.Log, "serve the kept directory again with: recourse serve %s\n", strings.Join(args[1:], " "))
+	}
 	env := []string{"RECOURSE_MASTER_KEY=" + base64.StdEncoding.EncodeToString(masterKey), "RECOURSE_AUDIT_SIGNING_KEY=" + auditKey}
 	srv, err := o.Launcher.Launch(ctx, args, env, logf)
 	if err != nil {
@@ -420,6 +429,25 @@ func launch(ctx context.Context, o Options, dir string, db *database, masterKey 
 	stop := srv.Stop
 	srv.Stop = func() error { defer logf.Close(); return stop() }
 	return srv, nil
+}
+
+// keepKeys writes the server's master key and audit signing key where
+// `recourse serve` looks for them in its data directory (readable by the
+// owner only), so that a directory kept with --keep can be served and
+// driven again (--url) with the same keys.
+func keepKeys(dataDir string, masterKey []byte, auditKey string) error {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return err
+	}
+	for name, text := range map[string]string{
+		"master.key": base64.StdEncoding.EncodeToString(masterKey),
+		"audit.key":  auditKey,
+	} {
+		if err := os.WriteFile(filepath.Join(dataDir, name), []byte(text+"\n"), 0o600); err != nil {
+			return fmt.Errorf("keep the server's keys: %w", err)
+		}
+	}
+	return nil
 }
 
 func lastLines(s string, n int) string {

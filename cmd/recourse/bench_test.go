@@ -53,6 +53,7 @@ func TestBenchSmoke(t *testing.T) {
 			if len(rep.Scenarios) != len(bench.Scenarios) {
 				t.Fatalf("%d scenarios ran, want %d", len(rep.Scenarios), len(bench.Scenarios))
 			}
+			sequenced := 0 // scenarios in whose window the sequencer ran
 			for _, s := range rep.Scenarios {
 				if s.Flows != clients*iterations || s.FailedFlows != 0 || len(s.Errors) != 0 {
 					t.Errorf("%s: %d flows, %d failed, errors %v; want %d flows and no error", s.Name, s.Flows, s.FailedFlows, s.Errors, clients*iterations)
@@ -66,9 +67,18 @@ func TestBenchSmoke(t *testing.T) {
 				case database != "" && s.Writer != nil:
 					t.Errorf("%s: a SQLite writer reported on PostgreSQL: %+v", s.Name, s.Writer)
 				}
+				if s.Sequencer == nil {
+					t.Errorf("%s: the audit sequencer's rounds are not reported", s.Name)
+				} else if s.Sequencer.RoundsPerSec > 0 {
+					sequenced++
+				}
 				if s.AuditEvents < auditEvents {
 					t.Errorf("%s: the audit log held %d events at the start, want at least %d", s.Name, s.AuditEvents, auditEvents)
 				}
+			}
+
+			if sequenced == 0 {
+				t.Errorf("no scenario saw a sequencing round in its window")
 			}
 
 			// The bench filled the log before the server started, counting
@@ -90,6 +100,18 @@ func TestBenchSmoke(t *testing.T) {
 			var size int
 			if _, serr := fmt.Sscanf(vout.String(), "ok: %d events", &size); err != nil || serr != nil || size < auditEvents {
 				t.Fatalf("audit verify: %v\n%s", err, vout.String())
+			}
+			// The kept directory holds the server's keys where serve reads
+			// them: the log verifies with the data directory's own key.
+			dataDir := filepath.Join(filepath.Dir(dbs[0]), "data")
+			if fi, err := os.Stat(filepath.Join(dataDir, "master.key")); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Fatalf("kept master key: %v, %v", fi, err)
+			}
+			vout.Reset()
+			err = run(t.Context(), []string{"audit", "verify", "--database", "sqlite:" + dbs[0], "--data-dir", dataDir},
+				env(map[string]string{}), strings.NewReader(""), &vout, &log)
+			if _, serr := fmt.Sscanf(vout.String(), "ok: %d events", &size); err != nil || serr != nil || size < auditEvents {
+				t.Fatalf("audit verify with the kept key: %v\n%s", err, vout.String())
 			}
 		})
 	}
