@@ -84,11 +84,13 @@ type SequencerOptions struct {
 // RoundStats describe one round that sequenced events.
 type RoundStats struct {
 	Events int
-	// Held is how long the round held the sequencer lock, from taking it
-	// to the end of its commit. On SQLite the lock is the database's one
-	// writer: every other write waited as long, so a long round is a
+	// Work is how long the round's statements held the sequencer lock,
+	// from taking it until its last write; its COMMIT is not counted (on
+	// SQLite group commit may share it with other transactions, whose
+	// turns it would count too). On SQLite the lock is the database's one
+	// writer: every other write waits as long, so a long round is a
 	// latency tail for everyone.
-	Held time.Duration
+	Work time.Duration
 }
 
 // DefaultCoalesce is the least time between two nudged rounds.
@@ -212,7 +214,7 @@ func (s *Sequencer) Sequence(ctx context.Context) (int, error) {
 	}
 	var n int
 	var size, last int64
-	var locked time.Time
+	var work time.Duration
 	txCtx := ctx
 	if s.lastRound.Load() >= largeRound {
 		txCtx = recourse.LargeWrite(ctx)
@@ -223,7 +225,7 @@ func (s *Sequencer) Sequence(ctx context.Context) (int, error) {
 		if err != nil || !ok {
 			return err
 		}
-		locked = time.Now()
+		locked := time.Now()
 		old, oldRoot, err := treeHead(ctx, tx)
 		if err != nil {
 			return err
@@ -283,6 +285,7 @@ func (s *Sequencer) Sequence(ctx context.Context) (int, error) {
 		if err := tx.AddAuditCheckpoint(ctx, &recourse.AuditCheckpoint{Size: size, Root: root, Note: signed, CreatedAt: s.clock.Now().UTC()}); err != nil {
 			return err
 		}
+		work = time.Since(locked)
 		if s.beforeCommit != nil {
 			s.beforeCommit()
 		}
@@ -303,7 +306,7 @@ func (s *Sequencer) Sequence(ctx context.Context) (int, error) {
 		s.size.Store(size)
 		s.raiseFloor(last)
 		if s.observe != nil {
-			s.observe(RoundStats{Events: n, Held: time.Since(locked)})
+			s.observe(RoundStats{Events: n, Work: work})
 		}
 	}
 	return n, nil

@@ -551,7 +551,7 @@ func TestSequencerFindsLateCommits(t *testing.T) {
 
 // TestSequencerObservesRounds: every round that sequenced events is
 // reported once, after its commit, with its size and how long it held the
-// lock; a round with nothing to do is not.
+// lock for its statements; a round with nothing to do is not.
 func TestSequencerObservesRounds(t *testing.T) {
 	for _, b := range backends(t) {
 		t.Run(b.name, func(t *testing.T) {
@@ -575,7 +575,7 @@ func TestSequencerObservesRounds(t *testing.T) {
 			if n, err := seq.Drain(ctx); err != nil || n != 10 {
 				t.Fatalf("Drain = %d, %v", n, err)
 			}
-			if len(got) != 2 || got[0].Events != 7 || got[1].Events != 3 || got[0].Held <= 0 || got[1].Held <= 0 {
+			if len(got) != 2 || got[0].Events != 7 || got[1].Events != 3 || got[0].Work <= 0 || got[1].Work <= 0 {
 				t.Fatalf("observed %+v; want rounds of 7 and 3 events that held the lock", got)
 			}
 			if n, err := seq.Sequence(ctx); err != nil || n != 0 || len(got) != 2 {

@@ -76,7 +76,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 			if q.WriterShare > 0 {
 				share = fmt.Sprintf(", %.0f %% of the writer's held time", q.WriterShare*100)
 			}
-			fmt.Fprintf(w, "   audit sequencer: %.1f rounds/s of %.1f events, each holding its lock %.2f ms on average, p99 ≤ %s, max ≤ %s%s\n",
+			fmt.Fprintf(w, "   audit sequencer: %.1f rounds/s of %.1f events, each holding its lock %.2f ms on average before its commit, p99 ≤ %s, max ≤ %s%s\n",
 				q.RoundsPerSec, q.EventsPerRound, q.MeanMs, boundText(q.P99Ms), boundText(q.MaxMs), share)
 		}
 		if s.JobsCompleted > 0 || s.JobsWaiting > 0 {

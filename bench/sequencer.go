@@ -8,8 +8,9 @@ import (
 
 // sequencerStats are the audit sequencer's counters as the server exports
 // them (recourse_audit_sequencer_round_seconds, cmd/recourse/audit.go):
-// every round that signed events, how long it held the sequencer lock, and
-// the histogram of those times. On SQLite that lock is the one writer, so a
+// every round that signed events, how long its statements held the
+// sequencer lock (its COMMIT not counted), and the histogram of those
+// times. On SQLite that lock is the one writer, so a
 // round's hold is a wait for every write behind it.
 type sequencerStats struct {
 	rounds, seconds, events float64
@@ -24,7 +25,9 @@ type bucket struct{ le, count float64 }
 type SequencerResult struct {
 	RoundsPerSec   float64 `json:"rounds_per_second"`
 	EventsPerRound float64 `json:"events_per_round"`
-	// MeanMs is a round's mean hold of the sequencer lock; P99Ms the upper
+	// MeanMs is a round's mean hold of the sequencer lock for its
+	// statements (a lower bound of its share of the writer: the COMMIT's
+	// page writes are not counted); P99Ms the upper
 	// bound of the histogram bucket the 99th percentile falls in (so an
 	// upper estimate); MaxMs the same for the longest round. -1 stands for
 	// longer than the histogram's last bound (2 s).
@@ -32,7 +35,7 @@ type SequencerResult struct {
 	P99Ms  float64 `json:"p99_ms"`
 	MaxMs  float64 `json:"max_ms"`
 	// WriterShare (SQLite) is the part of the writer's held time that was
-	// sequencing rounds.
+	// sequencing rounds' statements.
 	WriterShare float64 `json:"writer_share,omitempty"`
 }
 

@@ -98,7 +98,8 @@ func (c *Config) loadAuditSigner(create bool) (skey string, created bool, err er
 
 // startAudit builds the sequencer that serve runs, and the store the
 // service writes through, which nudges the sequencer after each audited
-// commit. The time each round holds the sequencer lock goes to reg.
+// commit. The time each round's statements hold the sequencer lock goes
+// to reg.
 func startAudit(c *Config, st recourse.Store, reg *prometheus.Registry, log *slog.Logger) (*audit.Sequencer, recourse.Store, error) {
 	skey, created, err := c.loadAuditSigner(true)
 	if err != nil {
@@ -124,7 +125,7 @@ func startAudit(c *Config, st recourse.Store, reg *prometheus.Registry, log *slo
 	}
 	seq, err := audit.NewSequencer(audit.SequencerOptions{Store: st, Signer: signer, Logger: log,
 		Observe: func(r audit.RoundStats) {
-			rounds.Observe(r.Held.Seconds())
+			rounds.Observe(r.Work.Seconds())
 			events.Add(float64(r.Events))
 		}})
 	if err != nil {
