@@ -417,7 +417,11 @@ func launch(ctx context.Context, o Options, dir string, db *database, masterKey 
 		if err := keepKeys(dataDir, masterKey, auditKey); err != nil {
 			return nil, err
 		}
-		fmt.Fprintf(o.Log, "serve the kept directory again with: recourse serve %s\n", strings.Join(args[1:], " "))
+		quoted := make([]string, len(args))
+		for i, a := range args {
+			quoted[i] = shellQuote(a)
+		}
+		fmt.Fprintf(o.Log, "serve the kept directory again with: recourse %s\n", strings.Join(quoted, " "))
 	}
 	env := []string{"RECOURSE_MASTER_KEY=" + base64.StdEncoding.EncodeToString(masterKey), "RECOURSE_AUDIT_SIGNING_KEY=" + auditKey}
 	srv, err := o.Launcher.Launch(ctx, args, env, logf)
@@ -448,6 +452,15 @@ func keepKeys(dataDir string, masterKey []byte, auditKey string) error {
 		}
 	}
 	return nil
+}
+
+// shellQuote quotes a for a POSIX shell when it holds anything but
+// letters, digits and -_./:=@,+ (a PostgreSQL URL's ? and &).
+func shellQuote(a string) string {
+	if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=@,+") == "" {
+		return a
+	}
+	return "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
 }
 
 func lastLines(s string, n int) string {

@@ -465,3 +465,19 @@ func TestStartsRun(t *testing.T) {
 		}
 	}
 }
+
+func TestShellQuote(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"serve", "serve"},
+		{"/tmp/recourse-bench-1/server.yaml", "/tmp/recourse-bench-1/server.yaml"},
+		{"127.0.0.1:0", "127.0.0.1:0"},
+		{"postgres://u@h:5432/test?search_path=b&sslmode=disable", "'postgres://u@h:5432/test?search_path=b&sslmode=disable'"},
+		{"it's", `'it'\''s'`},
+		{"", "''"},
+	}
+	for _, tt := range tests {
+		if got := shellQuote(tt.in); got != tt.want {
+			t.Errorf("shellQuote(%q) = %s, want %s", tt.in, got, tt.want)
+		}
+	}
+}

@@ -214,8 +214,13 @@ func testAuditListFilters(t *testing.T, s recourse.Store) {
 	adm := NewAuditEvent(recourse.ActionAccountUnlock, "bob", 30)
 	adm.Actor = recourse.AuditActor{AccountID: "root", Role: recourse.ActorAdmin}
 	adm.RequestID = "req-admin"
+	// The system acting on carol's account, and root acting on no account.
+	sys := NewAuditEvent(recourse.ActionAccountUnlock, "carol", 45)
+	sys.Actor = recourse.AuditActor{Role: recourse.ActorSystem}
+	pol := NewAuditEvent(recourse.ActionPolicyLoad, "", 50)
+	pol.Actor = recourse.AuditActor{AccountID: "root", Role: recourse.ActorAdmin}
 	pending := NewAuditEvent(recourse.ActionSignInPassword, "alice", 40)
-	mustAddAudit(t, s, a1, a2, b1, adm)
+	mustAddAudit(t, s, a1, a2, b1, adm, sys, pol)
 	sequenceAll(t, s, 0)
 	mustAddAudit(t, s, pending) // not sequenced: not listed
 
@@ -239,16 +244,21 @@ func testAuditListFilters(t *testing.T, s recourse.Store) {
 		f    recourse.AuditFilter
 		want []string
 	}{
-		{"all", recourse.AuditFilter{}, []string{a1.ID, a2.ID, b1.ID, adm.ID}},
-		{"account as subject or actor", recourse.AuditFilter{AccountID: "root"}, []string{adm.ID}},
-		{"account", recourse.AuditFilter{AccountID: "bob"}, []string{b1.ID, adm.ID}},
-		{"actor", recourse.AuditFilter{ActorID: "bob"}, []string{b1.ID}},
+		{"all", recourse.AuditFilter{}, []string{a1.ID, a2.ID, b1.ID, adm.ID, sys.ID, pol.ID}},
+		{"account as actor only", recourse.AuditFilter{AccountID: "root"}, []string{adm.ID, pol.ID}},
+		{"account as subject or actor", recourse.AuditFilter{AccountID: "bob"}, []string{b1.ID, adm.ID}},
+		{"account acted on by the system", recourse.AuditFilter{AccountID: "carol"}, []string{sys.ID}},
+		{"actor on their own account", recourse.AuditFilter{ActorID: "bob"}, []string{b1.ID}},
+		{"actor on their own account, twice", recourse.AuditFilter{ActorID: "alice"}, []string{a1.ID, a2.ID}},
+		{"actor on others and on none", recourse.AuditFilter{ActorID: "root"}, []string{adm.ID, pol.ID}},
+		{"no actor: the system", recourse.AuditFilter{ActorID: "carol"}, nil},
+		{"actor and account", recourse.AuditFilter{ActorID: "root", AccountID: "bob"}, []string{adm.ID}},
 		{"action", recourse.AuditFilter{Action: recourse.ActionSignInPassword}, []string{a1.ID, b1.ID}},
 		{"request", recourse.AuditFilter{RequestID: "req-admin"}, []string{adm.ID}},
-		{"since", recourse.AuditFilter{Since: T0.Add(10 * time.Second)}, []string{a2.ID, b1.ID, adm.ID}},
+		{"since", recourse.AuditFilter{Since: T0.Add(10 * time.Second)}, []string{a2.ID, b1.ID, adm.ID, sys.ID, pol.ID}},
 		{"until", recourse.AuditFilter{Until: T0.Add(10 * time.Second)}, []string{a1.ID}},
 		{"from position", recourse.AuditFilter{FromSeq: 2, Limit: 1}, []string{b1.ID}},
-		{"descending", recourse.AuditFilter{Descending: true, Limit: 2}, []string{adm.ID, b1.ID}},
+		{"descending", recourse.AuditFilter{Descending: true, Limit: 2}, []string{pol.ID, sys.ID}},
 		{"descending before", recourse.AuditFilter{Descending: true, BeforeSeq: 2}, []string{a2.ID, a1.ID}},
 		{"combined", recourse.AuditFilter{AccountID: "alice", Action: recourse.ActionChannelAdd, Since: T0}, []string{a2.ID}},
 	}
