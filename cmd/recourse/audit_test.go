@@ -270,7 +270,7 @@ func TestServeAudit(t *testing.T) {
 	// writers wait at the moment of the scrape depends on the background
 	// jobs; store/sqlite tests the gauge exactly.
 	for _, re := range []string{`recourse_sqlite_writer_turns_total [1-9]`, `recourse_sqlite_writer_commits_total [1-9]`,
-		`recourse_sqlite_writer_busy_seconds_total [0-9.e+-]+`, `recourse_sqlite_writer_failed_commits_total 0`, `recourse_sqlite_writer_waiting [0-9]+`,
+		`recourse_sqlite_writer_busy_seconds_total [0-9.e+-]+`, `recourse_sqlite_writer_failed_commits_total 0`, `recourse_sqlite_log_restarts_total [0-9]+`, `recourse_sqlite_writer_waiting [0-9]+`,
 		// No recovery was started: the in-process starts' buffer is empty.
 		`recourse_recovery_starts_buffered 0`, `recourse_recovery_starts_waited_total 0`, `recourse_recovery_starts_deferred_total 0`, `recourse_recovery_starts_refused_total 0`,
 		// The policy load, signed before serving: one round of one event.

@@ -62,6 +62,7 @@ func newConnector(base driver.Connector) *cachingConnector {
 		maxBatch:    defaultMaxBatch,
 		maxBatchAge: defaultMaxBatchAge,
 	}
+	c.ckpt.exclusive = c.w.exclusive
 	return c
 }
 

@@ -84,6 +84,7 @@ type WriterStats struct {
 	Busy          time.Duration // time the writer was held, its COMMITs included
 	Waited        time.Duration // time writers spent waiting for their turn, summed
 	Waiting       int           // writers waiting now
+	LogRestarts   uint64        // logs restarted by the checkpointer in the writer's turn (checkpoint.go)
 }
 
 // Stats returns the writer's counters of a database opened by OpenDB or
@@ -98,7 +99,7 @@ func Stats(db *sql.DB) (st WriterStats, ok bool) {
 	waiting := len(w.queue)
 	w.mu.Unlock()
 	return WriterStats{Turns: w.turns.Load(), Commits: w.commits.Load(), FailedCommits: w.failed.Load(),
-		Busy: time.Duration(w.busyNs.Load()), Waited: time.Duration(w.waitNs.Load()), Waiting: waiting}, true
+		Busy: time.Duration(w.busyNs.Load()), Waited: time.Duration(w.waitNs.Load()), Waiting: waiting, LogRestarts: d.c.ckpt.restarts.Load()}, true
 }
 
 // writeBatch is an open SQLite transaction shared by writers in turn.
@@ -174,6 +175,27 @@ func (w *writer) acquire(ctx context.Context) (ok bool, err error) {
 		}
 		return false, ctx.Err()
 	}
+}
+
+// exclusive runs fn holding the writer's turn with no transaction open on
+// the writer's connection (a batch it was handed commits first), so that
+// nothing is written meanwhile; fn's time counts as the writer's. It
+// reports false when the turn could not be had (the wait ran out, ctx
+// ended).
+func (w *writer) exclusive(ctx context.Context, fn func()) bool {
+	if ok, err := w.acquire(ctx); !ok || err != nil {
+		return false
+	}
+	if w.batch != nil {
+		w.commit() // its writers get the COMMIT's outcome
+	}
+	began := time.Now()
+	fn()
+	w.busyNs.Add(uint64(time.Since(began)))
+	w.mu.Lock()
+	w.passLocked()
+	w.mu.Unlock()
+	return true
 }
 
 // withdraw takes a waiter out of the queue; false means it was handed the
