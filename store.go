@@ -63,6 +63,11 @@ type Tx interface {
 	UpdateAccount(ctx context.Context, a *Account) error
 	Account(ctx context.Context, id string) (*Account, error)
 	AccountByUsername(ctx context.Context, username string) (*Account, error)
+	// AccountWithAuthenticators is AccountByUsername with the account's
+	// authenticators (as Authenticators lists them), in one statement: a
+	// recovery start's job needs both to ask the policy, and on PostgreSQL
+	// a statement is a round trip.
+	AccountWithAuthenticators(ctx context.Context, username string) (*Account, []*Authenticator, error)
 	// AccountByVerifiedEmail finds the one account holding the confirmed,
 	// unshared address; ErrNotFound otherwise.
 	AccountByVerifiedEmail(ctx context.Context, address string) (*Account, error)

@@ -114,7 +114,11 @@ func (s *Service) OpenOnBehalf(ctx context.Context, agent *Principal, accountID,
 	if note != "" {
 		fullReason += ": " + note
 	}
-	if err := s.openRecovery(ctx, nil, a, action, lost, req, id, nil, fullReason, att, meta); err != nil {
+	facts, err := s.policyFacts(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.openRecovery(ctx, nil, a, facts, action, lost, req, id, nil, fullReason, att, meta); err != nil {
 		return nil, err
 	}
 	r, err := s.store.Recovery(ctx, id)

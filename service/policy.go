@@ -46,6 +46,12 @@ func (s *Service) policyFacts(ctx context.Context, a *recourse.Account) ([]polic
 	if err != nil {
 		return nil, internal("list authenticators", err)
 	}
+	return authenticatorFacts(auths), nil
+}
+
+// authenticatorFacts are what the policy sees of an account's
+// authenticators: the active ones.
+func authenticatorFacts(auths []*recourse.Authenticator) []policy.AuthenticatorFact {
 	var facts []policy.AuthenticatorFact
 	for _, au := range auths {
 		if au.Status != recourse.AuthActive {
@@ -56,7 +62,7 @@ func (s *Service) policyFacts(ctx context.Context, a *recourse.Account) ([]polic
 			DeviceBound: au.DeviceBound, BoundAt: au.CreatedAt,
 		})
 	}
-	return facts, nil
+	return facts
 }
 
 // Decide asks the policy in force what the action needs for the account.

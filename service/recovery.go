@@ -135,7 +135,7 @@ type Claim func(ctx context.Context, tx recourse.Tx) error
 // passes a claim that deletes the queued copy of the job (jobs/direct.go).
 func (s *Service) ProcessStartClaimed(ctx context.Context, job StartJob, claim Claim) error {
 	meta := Meta{IP: job.IP, UserAgent: job.UserAgent, RequestID: job.RequestTag, Channel: recourse.ViaWeb}
-	a, err := s.lookupIdentifier(ctx, job.Identifier)
+	a, auths, err := s.lookupForRecovery(ctx, job.Identifier)
 	if errors.Is(err, recourse.ErrNotFound) || (err == nil && a.Kind != recourse.KindHuman) {
 		return s.inClaimedTx(ctx, claim, func(tx recourse.Tx) error {
 			return s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionRecoveryStart, Outcome: recourse.OutcomeFailure,
@@ -148,11 +148,32 @@ func (s *Service) ProcessStartClaimed(ctx context.Context, job StartJob, claim C
 	}
 	action := LostActions[job.Lost]
 	req := policy.Request{Initiator: "self", IP: job.IP, Time: s.now()}
-	err = s.openRecovery(ctx, claim, a, action, job.Lost, req, job.RequestID, job.BrowserHash, "", nil, meta)
+	err = s.openRecovery(ctx, claim, a, authenticatorFacts(auths), action, job.Lost, req, job.RequestID, job.BrowserHash, "", nil, meta)
 	if errors.Is(err, errRequestExists) {
 		return nil // processed already
 	}
 	return err
+}
+
+// lookupForRecovery is lookupIdentifier with the account's
+// authenticators, which the policy's decision needs: by username in one
+// read (Store.AccountWithAuthenticators), by a confirmed email address in
+// two.
+func (s *Service) lookupForRecovery(ctx context.Context, identifier string) (*recourse.Account, []*recourse.Authenticator, error) {
+	id := recourse.NormalizeUsername(identifier)
+	if id == "" || len(id) > 254 {
+		return nil, nil, recourse.ErrNotFound
+	}
+	a, auths, err := s.store.AccountWithAuthenticators(ctx, id)
+	if errors.Is(err, recourse.ErrNotFound) && strings.Contains(id, "@") {
+		if a, err = s.store.AccountByVerifiedEmail(ctx, id); err == nil {
+			auths, err = s.store.Authenticators(ctx, a.ID)
+		}
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return a, auths, nil
 }
 
 // inClaimedTx runs fn in a transaction that claim (when not nil) opens.
@@ -193,19 +214,16 @@ func (s *Service) openedRecovery(ctx context.Context, id string, err error) erro
 	return err
 }
 
-// openRecovery asks the policy and stores the request with its first codes
-// and notices, all in one transaction, which claim (nil: none) opens.
-func (s *Service) openRecovery(ctx context.Context, claim Claim, a *recourse.Account, action, lost string, req policy.Request, id string,
+// openRecovery asks the policy, given the account's authenticators' facts,
+// and stores the request with its first codes and notices, all in one
+// transaction, which claim (nil: none) opens.
+func (s *Service) openRecovery(ctx context.Context, claim Claim, a *recourse.Account, facts []policy.AuthenticatorFact, action, lost string, req policy.Request, id string,
 	browserHash []byte, reason string, attestation *policy.Attestation, meta Meta) error {
 	if a.FrozenAt != nil {
 		return s.inClaimedTx(ctx, claim, func(tx recourse.Tx) error {
 			return s.recordAudit(ctx, tx, recourse.AuditEvent{Action: recourse.ActionRecoveryStart, Outcome: recourse.OutcomeDenied,
 				SubjectID: a.ID, Reason: "account frozen", Attributes: map[string]string{"action": action}}, meta)
 		})
-	}
-	facts, err := s.policyFacts(ctx, a)
-	if err != nil {
-		return err
 	}
 	d, err := s.Policy().Decide(ctx, action, policy.Input{Account: a, Authenticators: facts, Request: req})
 	if err != nil {

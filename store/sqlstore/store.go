@@ -281,13 +281,25 @@ func (s queries) account(ctx context.Context, where string, arg any) (*recourse.
 // one row without a channel. It closes rows; ErrNotFound when there is
 // none.
 func (s queries) accountRows(rows Rows, lead []any) (*recourse.Account, error) {
+	return s.accountRowsThen(rows, lead, nil, nil)
+}
+
+// accountRowsThen is accountRows for rows with more columns after the
+// channel's, scanned into trail's destinations; each is called after each
+// row is scanned.
+func (s queries) accountRowsThen(rows Rows, lead, trail []any, each func() error) (*recourse.Account, error) {
 	defer rows.Close()
 	var a *recourse.Account
 	for rows.Next() {
 		var row accountRow
 		var ch channelRow
-		if err := rows.Scan(slices.Concat(lead, row.dest(), ch.dest())...); err != nil {
+		if err := rows.Scan(slices.Concat(lead, row.dest(), ch.dest(), trail)...); err != nil {
 			return nil, s.wrap("read account", err)
+		}
+		if each != nil {
+			if err := each(); err != nil {
+				return nil, s.wrap("read account", err)
+			}
 		}
 		if a == nil {
 			var err error
@@ -327,6 +339,45 @@ func (s queries) Account(ctx context.Context, id string) (*recourse.Account, err
 
 func (s queries) AccountByUsername(ctx context.Context, username string) (*recourse.Account, error) {
 	return s.account(ctx, `a.username = $1`, username)
+}
+
+// accountWithAuthenticatorsSQL is AccountWithAuthenticators' statement:
+// the account twice, once with each of its channels (as AccountByUsername
+// reads them) and once with each of its authenticators, so that neither
+// multiplies the other. The parts are joined rather than a UNION so that
+// every column stays a table's column (SQLite's driver types a column by
+// its declaration, and a NULL in a UNION's first branch has none). Built
+// once.
+var accountWithAuthenticatorsSQL = `SELECT ` + accountColumnsOfA + `, ` + channelColumns + `, ` + prefixColumns(authenticatorColumns, "au.") + `
+		FROM accounts a CROSS JOIN (SELECT 1 AS n UNION ALL SELECT 2) part
+		LEFT JOIN channels c ON part.n = 1 AND c.account_id = a.id
+		LEFT JOIN authenticators au ON part.n = 2 AND au.account_id = a.id
+		WHERE a.username = $1`
+
+func (s queries) AccountWithAuthenticators(ctx context.Context, username string) (*recourse.Account, []*recourse.Authenticator, error) {
+	rows, err := s.q.QueryContext(ctx, accountWithAuthenticatorsSQL, username)
+	if err != nil {
+		return nil, nil, s.wrap("read account", err)
+	}
+	var auths []*recourse.Authenticator
+	var au authenticatorRow
+	a, err := s.accountRowsThen(rows, nil, au.dest(), func() error {
+		x, ok, err := au.authenticator()
+		if ok {
+			auths = append(auths, x)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	slices.SortFunc(auths, func(x, y *recourse.Authenticator) int {
+		if c := x.CreatedAt.Compare(y.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(x.ID, y.ID)
+	})
+	return a, auths, nil
 }
 
 func (s queries) AccountByVerifiedEmail(ctx context.Context, address string) (*recourse.Account, error) {
@@ -723,6 +774,35 @@ func (s queries) MarkChannelVerified(ctx context.Context, channelID string, at t
 // ---- authenticators ----
 
 const authenticatorColumns = `id, account_id, kind, status, name, secret, credential_id, device_bound, last_step, created_at, last_used_at, revoked_at`
+
+// authenticatorRow is an authenticator's columns where they may be NULL
+// (a row of AccountWithAuthenticators without one).
+type authenticatorRow struct {
+	id, account, kind, status, name sql.NullString
+	secret, credential              []byte
+	deviceBound                     sql.NullBool
+	lastStep                        sql.NullInt64
+	created, used, revoked          sql.NullTime
+}
+
+func (r *authenticatorRow) dest() []any {
+	return []any{&r.id, &r.account, &r.kind, &r.status, &r.name, &r.secret, &r.credential, &r.deviceBound,
+		&r.lastStep, &r.created, &r.used, &r.revoked}
+}
+
+// authenticator is the row's authenticator; false for a row without one.
+func (r *authenticatorRow) authenticator() (*recourse.Authenticator, bool, error) {
+	if !r.id.Valid {
+		return nil, false, nil
+	}
+	if !r.created.Valid {
+		return nil, false, fmt.Errorf("authenticator %s has no creation time", r.id.String)
+	}
+	return &recourse.Authenticator{ID: r.id.String, AccountID: r.account.String, Kind: recourse.AuthenticatorKind(r.kind.String),
+		Status: recourse.AuthenticatorStatus(r.status.String), Name: r.name.String, Secret: r.secret, CredentialID: r.credential,
+		DeviceBound: r.deviceBound.Bool, LastStep: r.lastStep.Int64, CreatedAt: utc(r.created.Time),
+		LastUsedAt: timePtr(r.used), RevokedAt: timePtr(r.revoked)}, true, nil
+}
 
 func scanAuthenticator(r scanner) (*recourse.Authenticator, error) {
 	var a recourse.Authenticator

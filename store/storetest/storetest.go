@@ -27,6 +27,7 @@ func Run(t *testing.T, newStore func(t *testing.T) recourse.Store) {
 		{"AccountUpdateOptimistic", testAccountUpdateOptimistic},
 		{"AccountChannelOrder", testAccountChannelOrder},
 		{"SessionWithAccount", testSessionWithAccount},
+		{"AccountWithAuthenticators", testAccountWithAuthenticators},
 		{"ListAccountsPaginates", testListAccounts},
 		{"SharedChannels", testSharedChannels},
 		{"AccountByVerifiedEmail", testAccountByVerifiedEmail},
@@ -706,6 +707,60 @@ func testSessionWithAccount(t *testing.T, s recourse.Store) {
 	}
 	if _, _, err := s.SessionWithAccount(ctx, []byte("nope")); !errors.Is(err, recourse.ErrNotFound) {
 		t.Errorf("unknown hash: %v", err)
+	}
+}
+
+// testAccountWithAuthenticators: the joined read gives what
+// AccountByUsername and Authenticators give, whichever of channels and
+// authenticators the account has, and however many.
+func testAccountWithAuthenticators(t *testing.T, s recourse.Store) {
+	ctx := t.Context()
+	mustCreateWithChannels(t, s, "both")
+	mustCreateWithChannels(t, s, "channels-only")
+	mustCreate(t, s, NewAccount("keys-only"))
+	mustCreate(t, s, NewAccount("neither"))
+	used := T0.Add(time.Hour)
+	for _, id := range []string{"both", "keys-only"} {
+		for i, au := range []*recourse.Authenticator{
+			{Kind: recourse.AuthWebAuthn, Status: recourse.AuthActive, Name: "Key", Secret: []byte(`{"k":1}`), CredentialID: []byte("cred-" + id),
+				DeviceBound: true, CreatedAt: T0.Add(2 * time.Second), LastUsedAt: &used},
+			{Kind: recourse.AuthPassword, Status: recourse.AuthActive, Secret: []byte("$argon2id$..."), CreatedAt: T0},
+			{Kind: recourse.AuthTOTP, Status: recourse.AuthRevoked, Secret: []byte("sealed"), LastStep: 42, CreatedAt: T0.Add(time.Second), RevokedAt: &used},
+		} {
+			au.AccountID = id
+			au.ID = fmt.Sprintf("au_%s_%d", id, i)
+			if err := s.CreateAuthenticator(ctx, au); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, id := range []string{"both", "channels-only", "keys-only", "neither"} {
+		wantAcct, err := s.AccountByUsername(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantAuths, err := s.Authenticators(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gotAcct, gotAuths, err := s.AccountWithAuthenticators(ctx, id)
+		if err != nil {
+			t.Fatalf("AccountWithAuthenticators(%s): %v", id, err)
+		}
+		if !reflect.DeepEqual(gotAcct, wantAcct) {
+			t.Errorf("%s: account %+v, want %+v", id, gotAcct, wantAcct)
+		}
+		if len(gotAuths) != len(wantAuths) {
+			t.Fatalf("%s: %d authenticators, want %d", id, len(gotAuths), len(wantAuths))
+		}
+		for i := range wantAuths {
+			if !reflect.DeepEqual(gotAuths[i], wantAuths[i]) {
+				t.Errorf("%s: authenticator %d = %+v, want %+v", id, i, gotAuths[i], wantAuths[i])
+			}
+		}
+	}
+	if _, _, err := s.AccountWithAuthenticators(ctx, "nobody"); !errors.Is(err, recourse.ErrNotFound) {
+		t.Errorf("unknown username: %v", err)
 	}
 }
 
