@@ -11,8 +11,8 @@ import (
 	"github.com/recourse/recourse/store/sqlstore"
 )
 
-// TestAuditListPlans: every filter of the audit log by account, actor or
-// request is answered from the filters' indexes, never by walking the log
+// TestAuditListPlans: every filter of the audit log by account, actor,
+// request or action is answered from the filters' indexes, never by walking the log
 // by position (which took 30 s for an account at 10,000,000 events). The
 // plans are SQLite's heuristics, the same for an empty log as for a large
 // one that was never analysed.
@@ -37,6 +37,9 @@ func TestAuditListPlans(t *testing.T) {
 		{"actor", recourse.AuditFilter{ActorID: "ac_x"}, []string{"audit_events_subject", "audit_events_actor"}},
 		{"actor, newest first", recourse.AuditFilter{ActorID: "ac_x", Descending: true, Limit: 50}, []string{"audit_events_subject", "audit_events_actor"}},
 		{"request", recourse.AuditFilter{RequestID: "0123456789abcdef01234567", Descending: true}, []string{"audit_events_request"}},
+		{"action", recourse.AuditFilter{Action: recourse.ActionAccountUnlock}, []string{"audit_events_action"}},
+		{"action, newest first", recourse.AuditFilter{Action: recourse.ActionAccountUnlock, Descending: true, Limit: 50}, []string{"audit_events_action"}},
+		{"action, a page further", recourse.AuditFilter{Action: recourse.ActionAccountUnlock, Descending: true, BeforeSeq: 9_000_000, Limit: 50}, []string{"audit_events_action"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
