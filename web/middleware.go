@@ -2,11 +2,11 @@ package web
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"net/http"
 	"runtime/debug"
 	"time"
+
+	"github.com/recourse/recourse"
 )
 
 type ctxKey int
@@ -18,30 +18,17 @@ const (
 
 // requestID tags each request with an id, echoed in X-Request-Id and in
 // every log line and error page, so a user's report finds its log lines.
+// It is a recourse.NewID: every audit event carries it and the log has an
+// index of them (the filter by request), and ids in creation order land
+// on that index's last pages, where random ones put each event on a
+// random page of an index as large as the log (docs/benchmarks.md,
+// change 58). The time in the id is what the response's Date says.
 func (s *Server) requestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := newRequestID(time.Now())
+		id := recourse.NewID("req_")
 		w.Header().Set("X-Request-Id", id)
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), keyRequestID, id)))
 	})
-}
-
-// newRequestID returns 24 hex digits: the millisecond t, then 48 random
-// bits. The audit log indexes its events by request id (the filter of
-// /api/v1/audit/events), and the sequencer adds each event to that index:
-// a random id landed on a random page of an index as large as the log,
-// read and written again for every event (a third of the sequencer's
-// index work at 10,000,000 events, docs/benchmarks.md, change 58); ids
-// in time order land on its last pages. The time in the id is when the
-// server received the request, which its Date header says anyway.
-func newRequestID(t time.Time) string {
-	var b [12]byte
-	ms := uint64(t.UnixMilli())
-	for i := range 6 {
-		b[i] = byte(ms >> (8 * (5 - i)))
-	}
-	_, _ = rand.Read(b[6:])
-	return hex.EncodeToString(b[:])
 }
 
 func requestIDFrom(r *http.Request) string {

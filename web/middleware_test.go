@@ -1,35 +1,40 @@
 package web
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"testing"
-	"time"
 )
 
-// TestNewRequestID: ids are 24 hex digits, differ within a millisecond,
-// and sort in time order, so the audit log's index of request ids grows
-// at its end.
-func TestNewRequestID(t *testing.T) {
-	t0 := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-	hex24 := regexp.MustCompile(`^[0-9a-f]{24}$`)
-	seen := map[string]bool{}
+// TestRequestIDs: each request gets an id of the project's kind
+// (recourse.NewID: the millisecond, then random bits), so ids differ and
+// later requests' ids do not sort before earlier ones' — the audit log's
+// index of request ids grows at its end. (id_test.go tests the order to
+// the millisecond.)
+func TestRequestIDs(t *testing.T) {
+	var s Server
+	var seen string
+	h := s.requestID(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen = requestIDFrom(r) }))
+	format := regexp.MustCompile(`^req_[2-7a-z]{26}$`)
+	ids := map[string]bool{}
 	prev := ""
-	for i := range 2000 {
-		// Two ids a millisecond, then the next millisecond.
-		id := newRequestID(t0.Add(time.Duration(i/2) * time.Millisecond))
-		if !hex24.MatchString(id) {
-			t.Fatalf("id %q is not 24 hex digits", id)
+	for range 2000 {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+		id := rec.Header().Get("X-Request-Id")
+		if !format.MatchString(id) || id != seen {
+			t.Fatalf("X-Request-Id %q, in the context %q; want the same req_ id", id, seen)
 		}
-		if seen[id] {
+		if ids[id] {
 			t.Fatalf("id %q made twice", id)
 		}
-		seen[id] = true
-		if i%2 == 0 && id <= prev {
-			t.Fatalf("id %q of a later millisecond sorts before %q", id, prev)
+		ids[id] = true
+		// The first nine characters after the prefix are 45 of the id's
+		// 48 bits of milliseconds.
+		if prev != "" && id[:13] < prev[:13] {
+			t.Fatalf("id %q of a later request sorts before %q", id, prev)
 		}
 		prev = id
-	}
-	if a, b := newRequestID(t0), newRequestID(t0); a[:12] != b[:12] || a[12:] == b[12:] {
-		t.Fatalf("ids of one millisecond: %q, %q; want the same time and different random parts", a, b)
 	}
 }

@@ -16,7 +16,7 @@ import (
 // normalize removes what legitimately differs between two answers: the
 // request id in the footer and the recovery request's own id.
 func normalize(body, id string) string {
-	body = regexp.MustCompile(`request [0-9a-f]{24}`).ReplaceAllString(body, "request ID")
+	body = regexp.MustCompile(`request req_[2-7a-z]{26}`).ReplaceAllString(body, "request ID")
 	return strings.ReplaceAll(body, id, "rr_ID")
 }
 
