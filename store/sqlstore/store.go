@@ -775,8 +775,9 @@ func (s queries) MarkChannelVerified(ctx context.Context, channelID string, at t
 
 const authenticatorColumns = `id, account_id, kind, status, name, secret, credential_id, device_bound, last_step, created_at, last_used_at, revoked_at`
 
-// authenticatorRow is an authenticator's columns where they may be NULL
-// (a row of AccountWithAuthenticators without one).
+// authenticatorRow is an authenticator's columns (authenticatorColumns),
+// each of which may be NULL in a row of AccountWithAuthenticators without
+// one.
 type authenticatorRow struct {
 	id, account, kind, status, name sql.NullString
 	secret, credential              []byte
@@ -805,15 +806,15 @@ func (r *authenticatorRow) authenticator() (*recourse.Authenticator, bool, error
 }
 
 func scanAuthenticator(r scanner) (*recourse.Authenticator, error) {
-	var a recourse.Authenticator
-	var used, revoked sql.NullTime
-	if err := r.Scan(&a.ID, &a.AccountID, &a.Kind, &a.Status, &a.Name, &a.Secret, &a.CredentialID, &a.DeviceBound,
-		&a.LastStep, &a.CreatedAt, &used, &revoked); err != nil {
+	var row authenticatorRow
+	if err := r.Scan(row.dest()...); err != nil {
 		return nil, err
 	}
-	a.CreatedAt = utc(a.CreatedAt)
-	a.LastUsedAt, a.RevokedAt = timePtr(used), timePtr(revoked)
-	return &a, nil
+	a, ok, err := row.authenticator()
+	if err == nil && !ok {
+		err = errors.New("an authenticator row without an id")
+	}
+	return a, err
 }
 
 func nilIfEmpty(b []byte) any {
