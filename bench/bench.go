@@ -17,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -417,11 +418,7 @@ func launch(ctx context.Context, o Options, dir string, db *database, masterKey 
 		if err := keepKeys(dataDir, masterKey, auditKey); err != nil {
 			return nil, err
 		}
-		quoted := make([]string, len(args))
-		for i, a := range args {
-			quoted[i] = shellQuote(a)
-		}
-		fmt.Fprintf(o.Log, "serve the kept directory again with: recourse %s\n", strings.Join(quoted, " "))
+		fmt.Fprintf(o.Log, "serve the kept directory again with: recourse %s\n", shownCommand(args))
 	}
 	env := []string{"RECOURSE_MASTER_KEY=" + base64.StdEncoding.EncodeToString(masterKey), "RECOURSE_AUDIT_SIGNING_KEY=" + auditKey}
 	srv, err := o.Launcher.Launch(ctx, args, env, logf)
@@ -452,6 +449,22 @@ func keepKeys(dataDir string, masterKey []byte, auditKey string) error {
 		}
 	}
 	return nil
+}
+
+// shownCommand is args as a shell command line to print: each argument
+// quoted, and the password of a database URL replaced, so that the line
+// can go to a terminal or a log.
+func shownCommand(args []string) string {
+	shown := make([]string, len(args))
+	for i, a := range args {
+		if u, err := url.Parse(a); err == nil && u.User != nil {
+			if _, ok := u.User.Password(); ok {
+				a = u.Redacted()
+			}
+		}
+		shown[i] = shellQuote(a)
+	}
+	return strings.Join(shown, " ")
 }
 
 // shellQuote quotes a for a POSIX shell when it holds anything but
@@ -530,9 +543,8 @@ func runScenario(ctx context.Context, o Options, e *env, clients []*client, srv 
 			fmt.Fprintf(o.Log, "%s: the audit log's size is unknown: %v\n", name, err)
 		}
 		res.AuditEvents = size
-		var err2 error
-		metrics0, err2 = scrapeServer(ctx, srv.URL)
-		haveMetrics = err2 == nil
+		m, merr := scrapeServer(ctx, srv.URL)
+		metrics0, haveMetrics = m, merr == nil
 		cpu0, _ = procCPU(srv.PID)
 		self0, _ = procCPU(os.Getpid())
 		busy0, _, _ = machineCPU()

@@ -481,3 +481,14 @@ func TestShellQuote(t *testing.T) {
 		}
 	}
 }
+
+func TestShownCommand(t *testing.T) {
+	got := shownCommand([]string{"serve", "--database", "postgres://bench:s3cret@127.0.0.1:5432/test?search_path=b&sslmode=disable", "--listen", "127.0.0.1:0"})
+	want := "serve --database 'postgres://bench:xxxxx@127.0.0.1:5432/test?search_path=b&sslmode=disable' --listen 127.0.0.1:0"
+	if got != want || strings.Contains(got, "s3cret") {
+		t.Fatalf("shownCommand = %s\nwant %s", got, want)
+	}
+	if got := shownCommand([]string{"--database", "postgres://postgres@127.0.0.1/test"}); got != "--database postgres://postgres@127.0.0.1/test" {
+		t.Fatalf("a URL without a password = %s", got)
+	}
+}
