@@ -114,7 +114,7 @@ func startAudit(c *Config, st recourse.Store, reg *prometheus.Registry, log *slo
 		log.Info("created a new audit signing key; keep its public key to verify the log", "file", filepath.Join(c.DataDir, auditKeyFile), "verifier_key", vkey)
 	}
 	rounds := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "recourse_audit_sequencer_round_seconds",
-		Help:    "Time each audit sequencing round held the sequencer lock, from taking it to its commit (on SQLite every other write waits as long).",
+		Help:    "Time each audit sequencing round's statements held the sequencer lock, its COMMIT not counted (on SQLite the lock is the one writer: every other write waits as long).",
 		Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2}})
 	events := prometheus.NewCounter(prometheus.CounterOpts{Name: "recourse_audit_sequenced_events_total",
 		Help: "Audit events this replica sequenced into the signed log."})
